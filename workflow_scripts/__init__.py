@@ -1,0 +1,1 @@
+"""Stage scripts of the benchmark workflow."""

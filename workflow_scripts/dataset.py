@@ -1,0 +1,303 @@
+"""The expert dataset file: one HDF5 per environment, flat arrays, one row per transition.
+
+Layout (the contract every later stage reads; see docs/data.md):
+
+=============== =========================================== ===============================
+dataset         shape / dtype                               meaning
+=============== =========================================== ===============================
+observations    (N, obs_dim) float32, or (N,) int64         o_t, raw (never normalized)
+actions         (N, act_dim) float32, or (N,) int64         a_t as the env received it
+rewards         (N,) float32                                r_t after a_t
+terminated      (N,) bool                                   the step after a_t terminated
+truncated       (N,) bool                                   ... or hit the episode cap
+=============== =========================================== ===============================
+
+Row t+1 after a done row is the first observation of the next episode (autoreset). The
+file is written under a temporary name and renamed only once every row and attribute is
+in place, and it carries ``complete = True`` as its last attribute, so a killed writer
+never leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from gymnasium import spaces
+
+from workflow_scripts.spaces import flat_dim, space_from_json, space_to_json
+
+ARRAY_NAMES = ("observations", "actions", "rewards", "terminated", "truncated")
+REQUIRED_ATTRS = (
+    "env_id",
+    "observation_space",
+    "action_space",
+    "n_transitions",
+    "n_episodes",
+    "expert_mean_return",
+    "expert_std_return",
+    "seed",
+    "complete",
+)
+# Rows per HDF5 chunk: large enough for fast sequential writes, small enough that a
+# training window (a few hundred rows) touches one or two chunks.
+CHUNK_ROWS = 4096
+# Rows per block when scanning a file for NaN/inf without loading it whole.
+SCAN_ROWS = 1 << 18
+
+
+class DatasetError(ValueError):
+    """A dataset file is missing, corrupt, incomplete or does not match what was expected."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+def _array_spec(space: spaces.Space) -> tuple[tuple[int, ...], np.dtype]:
+    """Per-row shape and dtype that a space is stored with."""
+    if isinstance(space, spaces.Discrete):
+        return (), np.dtype(np.int64)
+    if isinstance(space, spaces.Box):
+        return (flat_dim(space),), np.dtype(np.float32)
+    raise ValueError(f"unsupported space {space!r}")
+
+
+class DatasetWriter:
+    """Stream exactly ``n_transitions`` rows into a new dataset file.
+
+    Use as a context manager: rows go into a temporary file beside ``path``; on a clean
+    exit with every row written the file is finalised and renamed to ``path``; on an
+    error the temporary file is removed and ``path`` is left as it was.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        n_transitions: int,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        attrs: dict[str, Any],
+    ):
+        if n_transitions <= 0:
+            raise ValueError(f"n_transitions must be positive, got {n_transitions}")
+        self.path = Path(path)
+        self.n_transitions = int(n_transitions)
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.attrs = dict(attrs)
+        self.n_written = 0
+        self._tmp_path = self.path.with_name(f".{self.path.name}.partial")
+        self._file: h5py.File | None = None
+
+    def __enter__(self) -> DatasetWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = h5py.File(self._tmp_path, "w")
+        n = self.n_transitions
+        chunk = min(CHUNK_ROWS, n)
+        obs_shape, obs_dtype = _array_spec(self.observation_space)
+        act_shape, act_dtype = _array_spec(self.action_space)
+        for name, shape, dtype in (
+            ("observations", obs_shape, obs_dtype),
+            ("actions", act_shape, act_dtype),
+            ("rewards", (), np.dtype(np.float32)),
+            ("terminated", (), np.dtype(bool)),
+            ("truncated", (), np.dtype(bool)),
+        ):
+            self._file.create_dataset(name, shape=(n, *shape), dtype=dtype, chunks=(chunk, *shape))
+        self._file.attrs["env_id"] = self.attrs["env_id"]
+        self._file.attrs["observation_space"] = space_to_json(self.observation_space)
+        self._file.attrs["action_space"] = space_to_json(self.action_space)
+        self._file.attrs["n_transitions"] = n
+        self._file.attrs["complete"] = False
+        return self
+
+    def append(
+        self,
+        observations: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+    ) -> int:
+        """Write the next rows (truncated to what is still missing); return rows written."""
+        assert self._file is not None, "use DatasetWriter as a context manager"
+        take = min(len(rewards), self.n_transitions - self.n_written)
+        if take <= 0:
+            return 0
+        start, stop = self.n_written, self.n_written + take
+        obs_shape, obs_dtype = _array_spec(self.observation_space)
+        act_shape, act_dtype = _array_spec(self.action_space)
+        rows = {
+            "observations": np.asarray(observations[:take], dtype=obs_dtype).reshape(take, *obs_shape),
+            "actions": np.asarray(actions[:take], dtype=act_dtype).reshape(take, *act_shape),
+            "rewards": np.asarray(rewards[:take], dtype=np.float32),
+            "terminated": np.asarray(terminated[:take], dtype=bool),
+            "truncated": np.asarray(truncated[:take], dtype=bool),
+        }
+        for name, values in rows.items():
+            self._file[name][start:stop] = values
+        self.n_written = stop
+        return take
+
+    @property
+    def full(self) -> bool:
+        return self.n_written >= self.n_transitions
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assert self._file is not None
+        try:
+            if exc_type is None:
+                if not self.full:
+                    raise RuntimeError(
+                        f"{self.path}: only {self.n_written} of {self.n_transitions} rows written"
+                    )
+                for key, value in self.attrs.items():
+                    self._file.attrs[key] = _attr_value(value)
+                self._file.attrs["complete"] = True
+            self._file.close()
+            if exc_type is None:
+                os.replace(self._tmp_path, self.path)
+        finally:
+            if self._tmp_path.exists():
+                self._tmp_path.unlink()
+
+
+def _attr_value(value: Any) -> Any:
+    """HDF5 attributes hold scalars and strings; nested values are stored as JSON text."""
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value)
+    if value is None:
+        return "null"
+    return value
+
+
+@dataclass
+class DatasetInfo:
+    """What a valid dataset file declares about itself."""
+
+    path: Path
+    env_id: str
+    observation_space: spaces.Space
+    action_space: spaces.Space
+    n_transitions: int
+    n_episodes: int
+    expert_mean_return: float
+    expert_std_return: float
+    seed: int
+    attrs: dict[str, Any] = field(repr=False)
+
+
+def read_info(path: str | os.PathLike, env_id: str | None = None) -> DatasetInfo:
+    """Open a dataset, check its structure and attributes, and return what it declares.
+
+    Cheap (no scan of the values). Raises :class:`DatasetError` naming the file and the
+    problem for a missing, truncated, incomplete or mismatched file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(path, "file does not exist")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise DatasetError(path, f"cannot be opened as HDF5 (truncated or corrupt?): {error}") from None
+    with handle:
+        attrs = {key: _decode_attr(value) for key, value in handle.attrs.items()}
+        missing = [name for name in ARRAY_NAMES if name not in handle]
+        if missing:
+            raise DatasetError(path, f"missing dataset(s) {', '.join(missing)}")
+        missing_attrs = [name for name in REQUIRED_ATTRS if name not in attrs]
+        if missing_attrs:
+            raise DatasetError(path, f"missing attribute(s) {', '.join(missing_attrs)}")
+        if not attrs["complete"]:
+            raise DatasetError(path, "marked incomplete (its writer did not finish)")
+        if env_id is not None and attrs["env_id"] != env_id:
+            raise DatasetError(path, f"holds env {attrs['env_id']!r}, expected {env_id!r}")
+        try:
+            observation_space = space_from_json(attrs["observation_space"])
+            action_space = space_from_json(attrs["action_space"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise DatasetError(path, f"unreadable space attribute: {error}") from None
+        n = int(attrs["n_transitions"])
+        for name, space in (("observations", observation_space), ("actions", action_space)):
+            shape, dtype = _array_spec(space)
+            if handle[name].shape != (n, *shape):
+                raise DatasetError(
+                    path, f"{name} has shape {handle[name].shape}, expected {(n, *shape)} from its space"
+                )
+            if handle[name].dtype != dtype:
+                raise DatasetError(path, f"{name} has dtype {handle[name].dtype}, expected {dtype}")
+        for name in ("rewards", "terminated", "truncated"):
+            if handle[name].shape != (n,):
+                raise DatasetError(path, f"{name} has shape {handle[name].shape}, expected {(n,)}")
+    return DatasetInfo(
+        path=path,
+        env_id=attrs["env_id"],
+        observation_space=observation_space,
+        action_space=action_space,
+        n_transitions=n,
+        n_episodes=int(attrs["n_episodes"]),
+        expert_mean_return=float(attrs["expert_mean_return"]),
+        expert_std_return=float(attrs["expert_std_return"]),
+        seed=int(attrs["seed"]),
+        attrs=attrs,
+    )
+
+
+def validate_dataset(
+    path: str | os.PathLike,
+    env_id: str | None = None,
+    observation_space: spaces.Space | None = None,
+    action_space: spaces.Space | None = None,
+) -> DatasetInfo:
+    """Full check of a dataset: structure (:func:`read_info`), expected spaces, and values.
+
+    Scans every row in blocks (never the whole file at once) for NaN/inf and for discrete
+    values outside their space. Raises :class:`DatasetError` naming the file and problem.
+    """
+    info = read_info(path, env_id=env_id)
+    for name, expected, actual in (
+        ("observation", observation_space, info.observation_space),
+        ("action", action_space, info.action_space),
+    ):
+        if expected is not None and space_to_json(expected) != space_to_json(actual):
+            raise DatasetError(path, f"{name} space {actual} differs from the expected {expected}")
+    with h5py.File(info.path, "r") as handle:
+        for start in range(0, info.n_transitions, SCAN_ROWS):
+            stop = min(start + SCAN_ROWS, info.n_transitions)
+            for name in ("observations", "actions", "rewards"):
+                block = handle[name][start:stop]
+                if block.dtype.kind == "f":
+                    bad = ~np.isfinite(block)
+                    if bad.any():
+                        row = start + int(np.argwhere(bad)[0][0])
+                        raise DatasetError(path, f"{name} has a non-finite value (NaN/inf) at row {row}")
+            for name, space in (("observations", info.observation_space), ("actions", info.action_space)):
+                if isinstance(space, spaces.Discrete):
+                    block = handle[name][start:stop]
+                    outside = (block < space.start) | (block >= space.start + space.n)
+                    if outside.any():
+                        row = start + int(np.argwhere(outside)[0][0])
+                        raise DatasetError(
+                            path, f"{name} row {row} holds {block[row - start]}, outside {space}"
+                        )
+    return info
+
+
+def _decode_attr(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, np.generic):
+        value = value.item()
+    return value
+
+
+def json_attr(info: DatasetInfo, key: str) -> Any:
+    """An attribute stored as JSON text (e.g. ``versions``), decoded."""
+    return json.loads(info.attrs[key])

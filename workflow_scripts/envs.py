@@ -1,0 +1,54 @@
+"""Building the benchmark's environments the same way in every stage.
+
+Random baselines, expert training, rollouts and evaluation must see the same env,
+including the same episode cap, or normalized scores would compare different tasks.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import gymnasium as gym
+from gymnasium.wrappers import TimeLimit
+
+
+class UnknownEnvError(ValueError):
+    """An env id that Gymnasium does not register."""
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise :class:`UnknownEnvError` (with a close match, if any) for an unregistered id."""
+    if env_id in gym.registry:
+        return
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise UnknownEnvError(f"unknown Gymnasium env id {env_id!r}{hint}")
+
+
+def make_env(env_id: str, max_episode_steps: int | None = None, **kwargs) -> gym.Env:
+    """``gym.make`` with the benchmark's episode cap.
+
+    ``max_episode_steps`` (from the config) overrides or adds a time limit; envs with no
+    registered limit (CliffWalking-v0 in gymnasium 0.29) need one so that random and
+    learned policies finish their episodes.
+    """
+    check_env_id(env_id)
+    if max_episode_steps is None:
+        return gym.make(env_id, **kwargs)
+    env = gym.make(env_id, max_episode_steps=max_episode_steps, **kwargs)
+    if not _has_time_limit(env):
+        env = TimeLimit(env, max_episode_steps=max_episode_steps)
+    return env
+
+
+def episode_cap(env: gym.Env) -> int | None:
+    """The time limit an env built by :func:`make_env` enforces, or None."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, TimeLimit):
+            return int(env._max_episode_steps)
+        env = env.env
+    return None
+
+
+def _has_time_limit(env: gym.Env) -> bool:
+    return episode_cap(env) is not None
