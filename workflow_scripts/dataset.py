@@ -135,7 +135,9 @@ class DatasetWriter:
         obs_shape, obs_dtype = _array_spec(self.observation_space)
         act_shape, act_dtype = _array_spec(self.action_space)
         rows = {
-            "observations": np.asarray(observations[:take], dtype=obs_dtype).reshape(take, *obs_shape),
+            "observations": np.asarray(observations[:take], dtype=obs_dtype).reshape(
+                take, *obs_shape
+            ),
             "actions": np.asarray(actions[:take], dtype=act_dtype).reshape(take, *act_shape),
             "rewards": np.asarray(rewards[:take], dtype=np.float32),
             "terminated": np.asarray(terminated[:take], dtype=bool),
@@ -206,7 +208,9 @@ def read_info(path: str | os.PathLike, env_id: str | None = None) -> DatasetInfo
     try:
         handle = h5py.File(path, "r")
     except OSError as error:
-        raise DatasetError(path, f"cannot be opened as HDF5 (truncated or corrupt?): {error}") from None
+        raise DatasetError(
+            path, f"cannot be opened as HDF5 (truncated or corrupt?): {error}"
+        ) from None
     with handle:
         attrs = {key: _decode_attr(value) for key, value in handle.attrs.items()}
         missing = [name for name in ARRAY_NAMES if name not in handle]
@@ -229,7 +233,8 @@ def read_info(path: str | os.PathLike, env_id: str | None = None) -> DatasetInfo
             shape, dtype = _array_spec(space)
             if handle[name].shape != (n, *shape):
                 raise DatasetError(
-                    path, f"{name} has shape {handle[name].shape}, expected {(n, *shape)} from its space"
+                    path,
+                    f"{name} has shape {handle[name].shape}, expected {(n, *shape)} from its space",
                 )
             if handle[name].dtype != dtype:
                 raise DatasetError(path, f"{name} has dtype {handle[name].dtype}, expected {dtype}")
@@ -277,8 +282,13 @@ def validate_dataset(
                     bad = ~np.isfinite(block)
                     if bad.any():
                         row = start + int(np.argwhere(bad)[0][0])
-                        raise DatasetError(path, f"{name} has a non-finite value (NaN/inf) at row {row}")
-            for name, space in (("observations", info.observation_space), ("actions", info.action_space)):
+                        raise DatasetError(
+                            path, f"{name} has a non-finite value (NaN/inf) at row {row}"
+                        )
+            for name, space in (
+                ("observations", info.observation_space),
+                ("actions", info.action_space),
+            ):
                 if isinstance(space, spaces.Discrete):
                     block = handle[name][start:stop]
                     outside = (block < space.start) | (block >= space.start + space.n)
