@@ -93,6 +93,7 @@ class DatasetWriter:
         self.action_space = action_space
         self.attrs = dict(attrs)
         self.n_written = 0
+        self._next_row = 0
         self._tmp_path = self.path.with_name(f".{self.path.name}.partial")
         self._file: h5py.File | None = None
 
@@ -110,7 +111,9 @@ class DatasetWriter:
             ("terminated", (), np.dtype(bool)),
             ("truncated", (), np.dtype(bool)),
         ):
-            self._file.create_dataset(name, shape=(n, *shape), dtype=dtype, chunks=(chunk, *shape))
+            self._file.create_dataset(
+                name, shape=(n, *shape), dtype=dtype, chunks=(chunk, *shape), track_times=False
+            )
         self._file.attrs["env_id"] = self.attrs["env_id"]
         self._file.attrs["observation_space"] = space_to_json(self.observation_space)
         self._file.attrs["action_space"] = space_to_json(self.action_space)
@@ -126,31 +129,52 @@ class DatasetWriter:
         terminated: np.ndarray,
         truncated: np.ndarray,
     ) -> int:
-        """Write the next rows (truncated to what is still missing); return rows written."""
-        assert self._file is not None, "use DatasetWriter as a context manager"
-        take = min(len(rewards), self.n_transitions - self.n_written)
+        """Write the next rows after the last appended ones (cut to what is still missing)."""
+        take = min(len(rewards), self.n_transitions - self._next_row)
         if take <= 0:
             return 0
-        start, stop = self.n_written, self.n_written + take
+        self.write_at(
+            self._next_row,
+            observations[:take],
+            actions[:take],
+            rewards[:take],
+            terminated[:take],
+            truncated[:take],
+        )
+        self._next_row += take
+        return take
+
+    def write_at(
+        self,
+        start: int,
+        observations: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+    ) -> None:
+        """Write rows ``start .. start+len(rewards)``; each row must be written exactly once."""
+        assert self._file is not None, "use DatasetWriter as a context manager"
+        count = len(rewards)
+        stop = start + count
+        if start < 0 or stop > self.n_transitions:
+            raise IndexError(f"rows {start}..{stop} outside 0..{self.n_transitions}")
         obs_shape, obs_dtype = _array_spec(self.observation_space)
         act_shape, act_dtype = _array_spec(self.action_space)
         rows = {
-            "observations": np.asarray(observations[:take], dtype=obs_dtype).reshape(
-                take, *obs_shape
-            ),
-            "actions": np.asarray(actions[:take], dtype=act_dtype).reshape(take, *act_shape),
-            "rewards": np.asarray(rewards[:take], dtype=np.float32),
-            "terminated": np.asarray(terminated[:take], dtype=bool),
-            "truncated": np.asarray(truncated[:take], dtype=bool),
+            "observations": np.asarray(observations, dtype=obs_dtype).reshape(count, *obs_shape),
+            "actions": np.asarray(actions, dtype=act_dtype).reshape(count, *act_shape),
+            "rewards": np.asarray(rewards, dtype=np.float32),
+            "terminated": np.asarray(terminated, dtype=bool),
+            "truncated": np.asarray(truncated, dtype=bool),
         }
         for name, values in rows.items():
             self._file[name][start:stop] = values
-        self.n_written = stop
-        return take
+        self.n_written += count
 
     @property
     def full(self) -> bool:
-        return self.n_written >= self.n_transitions
+        return self.n_written == self.n_transitions
 
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self._file is not None
@@ -158,7 +182,7 @@ class DatasetWriter:
             if exc_type is None:
                 if not self.full:
                     raise RuntimeError(
-                        f"{self.path}: only {self.n_written} of {self.n_transitions} rows written"
+                        f"{self.path}: {self.n_written} of {self.n_transitions} rows written"
                     )
                 for key, value in self.attrs.items():
                     self._file.attrs[key] = _attr_value(value)

@@ -1,0 +1,19 @@
+# Benchmark workflow: expert datasets from 20 Gymnasium envs, two multi-task imitation
+# models (DM-0.012B, Qwen3-1.7B), per-seed evaluation and the normalized-score table.
+# Stages, in DAG order, one rule file each; see README.md for the picture.
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/hyperparams.smk"
+include: "rules/experts.smk"
+include: "rules/baselines.smk"
+include: "rules/datasets.smk"
+
+
+rule all:
+    input:
+        "results/table.csv",
+        "results/table.md",

@@ -1,0 +1,34 @@
+rule train_expert:
+    """Train the env's SB3 / sb3-contrib expert; resumes from results/experts/{env}/checkpoints."""
+    input:
+        hyperparams="results/hyperparams/{env}.yml",
+    output:
+        model="results/experts/{env}/{env}.zip",
+        summary="results/experts/{env}/expert.json",
+        monitor="results/experts/{env}/monitor.csv",
+        curve=report(
+            "results/experts/{env}/curve.png",
+            caption="../report/expert_curve.rst",
+            category="Expert training curves",
+            labels={"env": "{env}"},
+        ),
+    log:
+        "logs/train_expert/{env}.log",
+    benchmark:
+        "results/benchmarks/train_expert/{env}.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=24 * 60,
+    params:
+        output_dir=lambda wildcards, output: os.path.dirname(output.model),
+        seed=config["expert_training"]["seed"],
+        checkpoint_every=config["expert_training"]["checkpoint_every"],
+        eval_episodes=config["expert_training"]["eval_episodes"],
+    shell:
+        "python -m workflow_scripts.train_expert --hyperparams {input.hyperparams:q}"
+        " --output-dir {params.output_dir:q} --seed {params.seed}"
+        " --checkpoint-every {params.checkpoint_every} --eval-episodes {params.eval_episodes}"
+        " > {log:q} 2>&1"

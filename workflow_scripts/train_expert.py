@@ -1,0 +1,415 @@
+"""Train one env's expert with Stable-Baselines3 / sb3-contrib, resumably.
+
+Reads the resolved hyperparameters (``results/hyperparams/{env}.yml``) and writes, in
+``results/experts/{env}/`` (rl-zoo3's file names inside one folder per env):
+
+- ``{env}.zip``          the final model; loads with plain ``ALGO.load()``
+- ``vecnormalize.pkl``   observation/reward normalization statistics, when the
+                         hyperparameters ask for ``normalize`` (rl-zoo3 entries may)
+- ``config.yml``         the hyperparameters it was trained with
+- ``monitor.csv``        one row per finished training episode (SB3 Monitor columns
+                         r, l, t plus the global ``timesteps`` at which it ended)
+- ``tensorboard/``       SB3's tensorboard logs
+- ``curve.png``          episode return vs timesteps
+- ``expert.json``        provenance and a deterministic check of the final model
+
+Every ``checkpoint_every`` timesteps the model (and replay buffer, normalization
+statistics, episode log) go to ``checkpoints/``; a rerun after a kill resumes from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
+
+from workflow_scripts.config import algorithm_class
+from workflow_scripts.envs import make_env
+from workflow_scripts.hyperparams import constructor_kwargs, normalize_kwargs, read_hyperparams
+from workflow_scripts.provenance import (
+    atomic_path,
+    package_versions,
+    sha256_file,
+    sha256_json,
+    write_json,
+)
+
+MONITOR_COLUMNS = "r,l,t,timesteps"
+SMOOTHING_EPISODES = 50  # the paper smooths curves over 50 episodes for runs over 500 episodes
+
+
+def make_training_env(env_id: str, n_envs: int, seed: int, max_episode_steps: int | None) -> VecEnv:
+    """``n_envs`` copies of the env, each wrapped in SB3's Monitor (episode stats in infos)."""
+
+    def factory(rank: int):
+        def build():
+            env = Monitor(make_env(env_id, max_episode_steps))
+            env.reset(seed=seed + rank)
+            env.action_space.seed(seed + rank)
+            return env
+
+        return build
+
+    venv = DummyVecEnv([factory(rank) for rank in range(n_envs)])
+    venv.seed(seed)
+    return venv
+
+
+class TrainingLog(BaseCallback):
+    """Appends finished episodes to monitor.csv, prints progress, saves resumable checkpoints."""
+
+    def __init__(
+        self,
+        monitor_path: Path,
+        checkpoint_dir: Path,
+        checkpoint_every: int,
+        total_timesteps: int,
+        run_key: str,
+    ):
+        super().__init__()
+        self.monitor_path = monitor_path
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
+        self.total_timesteps = total_timesteps
+        self.run_key = run_key
+        self.start_time = time.time()
+        self.start_timesteps = 0
+        self.next_checkpoint = checkpoint_every
+        self.next_report = 0
+        self.recent_returns: list[float] = []
+
+    def _on_training_start(self) -> None:
+        self.start_timesteps = self.num_timesteps
+        self.next_checkpoint = (
+            self.num_timesteps // self.checkpoint_every + 1
+        ) * self.checkpoint_every
+        self.next_report = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        finished = [info["episode"] for info in self.locals["infos"] if "episode" in info]
+        if finished:
+            with open(self.monitor_path, "a") as handle:
+                for episode in finished:
+                    handle.write(
+                        f"{episode['r']:.6g},{episode['l']},{episode['t']:.6g},{self.num_timesteps}\n"
+                    )
+                    self.recent_returns = (self.recent_returns + [episode["r"]])[
+                        -SMOOTHING_EPISODES:
+                    ]
+        if self.num_timesteps >= self.next_report:
+            self._report()
+            self.next_report += max(1, self.total_timesteps // 50)
+        if self.num_timesteps >= self.next_checkpoint:
+            save_checkpoint(self.model, self.checkpoint_dir, self.monitor_path, self.run_key)
+            self.next_checkpoint += self.checkpoint_every
+        return True
+
+    def _report(self) -> None:
+        elapsed = time.time() - self.start_time
+        fps = (self.num_timesteps - self.start_timesteps) / max(elapsed, 1e-9)
+        recent = f"{np.mean(self.recent_returns):.2f}" if self.recent_returns else "n/a"
+        percent = 100 * self.num_timesteps / self.total_timesteps
+        print(
+            f"[train_expert] {self.num_timesteps}/{self.total_timesteps} timesteps ({percent:.0f}%) "
+            f"{fps:.0f} steps/s, mean return of last {len(self.recent_returns)} episodes: {recent}",
+            flush=True,
+        )
+
+
+def save_checkpoint(
+    model: BaseAlgorithm, checkpoint_dir: Path, monitor_path: Path, run_key: str
+) -> None:
+    """Everything a rerun needs to continue: model, replay buffer, normalization, episode log."""
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(checkpoint_dir / "model.zip", suffix=".zip") as tmp:
+        model.save(tmp)
+    if isinstance(model, OffPolicyAlgorithm):
+        with atomic_path(checkpoint_dir / "replay_buffer.pkl", suffix=".pkl") as tmp:
+            model.save_replay_buffer(tmp)
+    venv = model.get_env()
+    if isinstance(venv, VecNormalize):
+        with atomic_path(checkpoint_dir / "vecnormalize.pkl", suffix=".pkl") as tmp:
+            venv.save(tmp)
+    with atomic_path(checkpoint_dir / "monitor.csv", suffix=".csv") as tmp:
+        shutil.copyfile(monitor_path, tmp)
+    # state.json last: a checkpoint counts only once every file above is in place.
+    write_json(
+        checkpoint_dir / "state.json", {"num_timesteps": model.num_timesteps, "run_key": run_key}
+    )
+    print(
+        f"[train_expert] checkpoint at {model.num_timesteps} timesteps -> {checkpoint_dir}",
+        flush=True,
+    )
+
+
+def load_checkpoint(
+    checkpoint_dir: Path, algo_class, venv: VecEnv, run_key: str, device: str
+) -> BaseAlgorithm | None:
+    """The checkpointed model attached to ``venv``, or None when there is no usable checkpoint."""
+    state_path = checkpoint_dir / "state.json"
+    if not state_path.exists():
+        return None
+    state = json.loads(state_path.read_text())
+    if state.get("run_key") != run_key:
+        print(
+            f"[train_expert] ignoring checkpoint in {checkpoint_dir}: it was made with other "
+            "hyperparameters, seed or budget; starting over",
+            flush=True,
+        )
+        return None
+    if (checkpoint_dir / "vecnormalize.pkl").exists():
+        venv = VecNormalize.load(
+            str(checkpoint_dir / "vecnormalize.pkl"),
+            venv.venv if isinstance(venv, VecNormalize) else venv,
+        )
+    model = algo_class.load(checkpoint_dir / "model.zip", env=venv, device=device)
+    if isinstance(model, OffPolicyAlgorithm) and (checkpoint_dir / "replay_buffer.pkl").exists():
+        model.load_replay_buffer(checkpoint_dir / "replay_buffer.pkl")
+    print(f"[train_expert] resuming from checkpoint at {model.num_timesteps} timesteps", flush=True)
+    return model
+
+
+def read_monitor(path: str | os.PathLike):
+    """monitor.csv as a DataFrame (columns r, l, t, timesteps)."""
+    import pandas as pd
+
+    return pd.read_csv(path, comment="#")
+
+
+def plot_curve(monitor_path: Path, output_path: Path, env_id: str, algo: str) -> None:
+    """Episode return vs timesteps; smoothed over the last 50 episodes when there are over 500."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    episodes = read_monitor(monitor_path)
+    figure, axis = plt.subplots(figsize=(6, 4))
+    if len(episodes) > 500:
+        axis.plot(episodes["timesteps"], episodes["r"], color="tab:blue", alpha=0.2, linewidth=0.5)
+        smoothed = episodes["r"].rolling(SMOOTHING_EPISODES, min_periods=1).mean()
+        axis.plot(
+            episodes["timesteps"],
+            smoothed,
+            color="tab:blue",
+            label=f"mean of last {SMOOTHING_EPISODES}",
+        )
+        axis.legend(loc="lower right")
+    else:
+        axis.plot(episodes["timesteps"], episodes["r"], color="tab:blue", marker=".", linewidth=1)
+    axis.set_title(f"{env_id} ({algo.upper()}), {len(episodes)} episodes")
+    axis.set_xlabel("timesteps")
+    axis.set_ylabel("episode return")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    with atomic_path(output_path, suffix=".png") as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    plt.close(figure)
+
+
+def evaluate_deterministic(
+    model: BaseAlgorithm,
+    env_id: str,
+    n_episodes: int,
+    seed: int,
+    max_episode_steps: int | None,
+    vecnormalize: VecNormalize | None,
+) -> dict[str, Any]:
+    """Returns of the trained model acting deterministically (a sanity check of the expert)."""
+    env = make_env(env_id, max_episode_steps)
+    returns, lengths = [], []
+    for episode in range(n_episodes):
+        observation, _ = env.reset(seed=seed + episode)
+        done, total, length = False, 0.0, 0
+        while not done:
+            policy_input = np.asarray(observation)[None]
+            if vecnormalize is not None:
+                policy_input = vecnormalize.normalize_obs(policy_input)
+            action, _ = model.predict(policy_input, deterministic=True)
+            observation, reward, terminated, truncated, _ = env.step(action[0])
+            total += float(reward)
+            length += 1
+            done = terminated or truncated
+        returns.append(total)
+        lengths.append(length)
+    env.close()
+    return {
+        "n_episodes": n_episodes,
+        "seed": seed,
+        "mean_return": float(np.mean(returns)),
+        "std_return": float(np.std(returns)),
+        "mean_length": float(np.mean(lengths)),
+    }
+
+
+def train_expert(
+    hyperparams_path: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    seed: int,
+    checkpoint_every: int,
+    eval_episodes: int,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Train (or resume) the expert described by ``hyperparams_path`` into ``output_dir``."""
+    document = read_hyperparams(hyperparams_path)
+    env_id, algo = document["env_id"], document["algo"]
+    total_timesteps = int(document["n_timesteps"])
+    output_dir = Path(output_dir)
+    checkpoint_dir = output_dir / "checkpoints"
+    monitor_path = output_dir / "monitor.csv"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if device == "auto":
+        # SB3's MLP policies run faster on the CPU than on a GPU; keep experts on the CPU.
+        device = "cpu"
+    torch.set_num_threads(1)
+    run_key = sha256_json(
+        {
+            "hyperparams": document["hyperparams"],
+            "n_timesteps": total_timesteps,
+            "seed": seed,
+            "normalize": document["normalize"],
+            "n_envs": document["n_envs"],
+            "policy": document["policy"],
+            "action_noise": document["action_noise"],
+        }
+    )
+
+    algo_class = algorithm_class(algo)
+    venv = make_training_env(
+        env_id, int(document["n_envs"]), seed, document.get("max_episode_steps")
+    )
+    norm_kwargs = normalize_kwargs(document)
+    if norm_kwargs is not None:
+        venv = VecNormalize(venv, **norm_kwargs)
+
+    model = load_checkpoint(checkpoint_dir, algo_class, venv, run_key, device)
+    if model is None:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        monitor_path.write_text(
+            "#"
+            + json.dumps({"env_id": env_id, "algo": algo, "seed": seed})
+            + "\n"
+            + MONITOR_COLUMNS
+            + "\n"
+        )
+        kwargs = constructor_kwargs(document, venv.action_space)
+        model = algo_class(
+            document["policy"],
+            venv,
+            seed=seed,
+            device=device,
+            tensorboard_log=str(output_dir / "tensorboard"),
+            verbose=0,
+            **kwargs,
+        )
+    else:
+        # Episodes logged after the checkpoint by the killed run would be counted twice.
+        shutil.copyfile(checkpoint_dir / "monitor.csv", monitor_path)
+
+    remaining = total_timesteps - model.num_timesteps
+    callback = TrainingLog(monitor_path, checkpoint_dir, checkpoint_every, total_timesteps, run_key)
+    started = time.time()
+    if remaining > 0:
+        model.learn(
+            total_timesteps=remaining,
+            callback=callback,
+            reset_num_timesteps=model.num_timesteps == 0,
+            tb_log_name=algo,
+        )
+    train_seconds = time.time() - started
+
+    model_path = output_dir / f"{env_id}.zip"
+    with atomic_path(model_path, suffix=".zip") as tmp:
+        model.save(tmp)
+    vecnormalize = model.get_env() if isinstance(model.get_env(), VecNormalize) else None
+    if vecnormalize is not None:
+        with atomic_path(output_dir / "vecnormalize.pkl", suffix=".pkl") as tmp:
+            vecnormalize.save(tmp)
+        vecnormalize.training = False
+    with atomic_path(output_dir / "config.yml", suffix=".yml") as tmp:
+        shutil.copyfile(hyperparams_path, tmp)
+    plot_curve(monitor_path, output_dir / "curve.png", env_id, algo)
+    check = evaluate_deterministic(
+        model, env_id, eval_episodes, seed + 10_000, document.get("max_episode_steps"), vecnormalize
+    )
+    episodes = read_monitor(monitor_path)
+    summary = {
+        "env_id": env_id,
+        "algo": algo,
+        "n_timesteps": int(model.num_timesteps),
+        "seed": seed,
+        "model": model_path.name,
+        "model_sha256": sha256_file(model_path),
+        "vecnormalize": "vecnormalize.pkl" if vecnormalize is not None else None,
+        "hyperparams_sha256": sha256_file(hyperparams_path),
+        "max_episode_steps": document.get("max_episode_steps"),
+        "training_episodes": len(episodes),
+        "last_50_episodes_mean_return": float(episodes["r"].tail(SMOOTHING_EPISODES).mean())
+        if len(episodes)
+        else None,
+        "deterministic_check": check,
+        "train_seconds_this_run": round(train_seconds, 1),
+        "device": device,
+        "versions": package_versions(),
+    }
+    write_json(output_dir / "expert.json", summary)
+    print(
+        f"[train_expert] {env_id}: deterministic check over {eval_episodes} episodes: "
+        f"{check['mean_return']:.2f} ± {check['std_return']:.2f}",
+        flush=True,
+    )
+    return summary
+
+
+def load_expert(expert_dir: str | os.PathLike, env_id: str, device: str = "cpu"):
+    """The trained model and its VecNormalize statistics (or None), as written by :func:`train_expert`."""
+    expert_dir = Path(expert_dir)
+    summary = json.loads((expert_dir / "expert.json").read_text())
+    model = algorithm_class(summary["algo"]).load(expert_dir / f"{env_id}.zip", device=device)
+    vecnormalize = None
+    if summary.get("vecnormalize"):
+        import pickle
+
+        with open(expert_dir / summary["vecnormalize"], "rb") as handle:
+            vecnormalize = pickle.load(handle)
+        vecnormalize.training = False
+    return model, vecnormalize, summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="Train one env's expert (resumes from checkpoints)."
+    )
+    parser.add_argument("--hyperparams", required=True, help="results/hyperparams/{env}.yml")
+    parser.add_argument("--output-dir", required=True, help="results/experts/{env}")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=100_000, help="timesteps between checkpoints"
+    )
+    parser.add_argument("--eval-episodes", type=int, default=20)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    train_expert(
+        args.hyperparams,
+        args.output_dir,
+        args.seed,
+        args.checkpoint_every,
+        args.eval_episodes,
+        args.device,
+    )
+
+
+if __name__ == "__main__":
+    main()
