@@ -193,9 +193,10 @@ def collect_dataset(
             "rows_per_env": rows_per_env,
             "seed": seed,
             "max_episode_steps": max_episode_steps or episode_cap(single_env) or -1,
-            "collection_seconds": round(time.time() - started, 2),
         }
+        # Wall time goes to the log and the return value, not the file: same seed, same bytes.
         writer.attrs.update(summary)
+    summary["collection_seconds"] = round(time.time() - started, 2)
     envs.close()
     return summary
 
