@@ -157,3 +157,15 @@ def test_discrete_value_outside_space(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
         read_info(tmp_path / "nope.h5")
+
+
+def test_validate_dataset_cli(tmp_path, capsys):
+    from workflow_scripts.validate_dataset import main
+
+    good, bad = tmp_path / "good.h5", tmp_path / "bad.h5"
+    write_small(good)
+    write_small(bad, poison=3)
+    assert main([str(good)]) == 0
+    assert "OK" in capsys.readouterr().out
+    assert main([str(good), str(bad)]) == 1
+    assert "bad.h5: rewards has a non-finite value" in capsys.readouterr().err
