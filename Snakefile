@@ -11,9 +11,16 @@ include: "rules/hyperparams.smk"
 include: "rules/experts.smk"
 include: "rules/baselines.smk"
 include: "rules/datasets.smk"
+include: "rules/evaluate.smk"
+include: "rules/aggregate.smk"
 
 
 rule all:
+    # The target of a bare `snakemake` and of `snakemake --report`; the included rule
+    # files come first, so without this their first rule would be the default.
+    default_target: True
     input:
         "results/table.csv",
         "results/table.md",
+        "results/plots/normalized_scores.png",
+        "results/plots/expert_curves.png",

@@ -1,0 +1,34 @@
+def evaluation_job(model):
+    """Threads, memory, runtime and GPUs of one evaluation of ``model`` (config)."""
+    return config["evaluation"]["resources"][model]
+
+
+rule evaluate:
+    """One evaluation episode of a trained model on one env and seed (argmax / greedy)."""
+    input:
+        model="results/models/{model}/final",
+        baseline="results/baselines/{env}.json",
+        dataset="results/datasets/{env}.h5",
+    output:
+        "results/eval/{model}/{env}/seed{seed}.json",
+    log:
+        "logs/evaluate/{model}/{env}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{model}/{env}/seed{seed}.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    threads: lambda wildcards: evaluation_job(wildcards.model)["threads"]
+    resources:
+        mem_mb=lambda wildcards: evaluation_job(wildcards.model)["mem_mb"],
+        runtime=lambda wildcards: evaluation_job(wildcards.model)["runtime"],
+        gpu=lambda wildcards: evaluation_job(wildcards.model)["gpu"],
+    params:
+        # The env's episode cap from config (experts.<env>.max_episode_steps), as for the
+        # baseline: normalized scores compare episodes of the same length.
+        cap=lambda wildcards: cap_flag(wildcards.env),
+        device=config["evaluation"]["device"],
+    shell:
+        "python -m workflow_scripts.evaluate --model {wildcards.model}"
+        " --model-dir {input.model:q} --env {wildcards.env:q} --seed {wildcards.seed}"
+        " --baseline {input.baseline:q} --dataset {input.dataset:q} {params.cap}"
+        " --device {params.device} --threads {threads} --output {output:q} > {log:q} 2>&1"

@@ -1,0 +1,155 @@
+"""The results table: means, Welch p-values, bolding, Average row, paper columns, CLI."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import write_scores, write_seed_record
+from scipy import stats
+
+from workflow_scripts.aggregate import load_scores, read_paper_results, write_tables
+
+QWEN_CARTPOLE = [100.0, 98.0, 99.0, 100.0, 97.0]
+DM_CARTPOLE = [60.0, 65.0, 55.0, 70.0, 62.0]
+QWEN_PENDULUM = [40.0, 45.0, 35.0, 50.0, 42.0]
+DM_PENDULUM = [41.0, 44.0, 36.0, 49.0, 43.0]
+SEEDS = [0, 1, 2, 3, 4]
+ENVS = ["CartPole-v1", "Pendulum-v1"]
+
+
+@pytest.fixture
+def eval_dir(tmp_path):
+    eval_dir = tmp_path / "eval"
+    write_scores(
+        eval_dir,
+        {
+            ("qwen", "CartPole-v1"): QWEN_CARTPOLE,
+            ("dm", "CartPole-v1"): DM_CARTPOLE,
+            ("qwen", "Pendulum-v1"): QWEN_PENDULUM,
+            ("dm", "Pendulum-v1"): DM_PENDULUM,
+        },
+    )
+    return eval_dir
+
+
+def tables(tmp_path, eval_dir, models, envs=ENVS, display_names=None):
+    table = write_tables(
+        eval_dir, models, envs, SEEDS, tmp_path / "table.csv", tmp_path / "table.md", display_names
+    )
+    return table, pd.read_csv(tmp_path / "table.csv"), (tmp_path / "table.md").read_text()
+
+
+def test_two_model_table(tmp_path, eval_dir):
+    table, csv, markdown = tables(
+        tmp_path, eval_dir, ["dm", "qwen"], display_names={"dm": "DM-tiny", "qwen": "Qwen3-tiny"}
+    )
+    assert list(csv["env_id"]) == ["CartPole-v1", "Pendulum-v1", "Average"]
+    cartpole = csv.set_index("env_id").loc["CartPole-v1"]
+    assert cartpole["qwen_mean"] == pytest.approx(np.mean(QWEN_CARTPOLE))
+    assert cartpole["dm_std"] == pytest.approx(np.std(DM_CARTPOLE, ddof=1))
+    assert cartpole["dm_n"] == 5 and cartpole["dm_n_failed"] == 0
+    assert cartpole["p_value"] == pytest.approx(
+        stats.ttest_ind(QWEN_CARTPOLE, DM_CARTPOLE, equal_var=False).pvalue, rel=1e-12
+    )
+    assert cartpole["bold"] == "qwen"
+    pendulum = csv.set_index("env_id").loc["Pendulum-v1"]
+    assert pendulum["p_value"] > 0.05 and pd.isna(pendulum["bold"])  # empty in the CSV
+    paper = read_paper_results()
+    assert cartpole["paper_dm"] == paper.loc["CartPole-v1", "dm_0_012b_pct"]
+    average = csv.set_index("env_id").loc["Average"]
+    assert average["dm_mean"] == pytest.approx((np.mean(DM_CARTPOLE) + np.mean(DM_PENDULUM)) / 2)
+    assert average["dm_n"] == 2 and pd.isna(average["p_value"]) and pd.isna(average["bold"])
+    # The paper's average is over the same two envs, not its 20.
+    assert average["paper_qwen"] == pytest.approx((100.00 + 37.07) / 2)
+    # Columns: Qwen first as in the paper, named from the config's display names.
+    header = markdown.splitlines()[0]
+    assert header == (
+        "| env_name | Qwen3-tiny (%) | DM-tiny (%) | p (Welch) | paper Qwen-1.7B (%) "
+        "| paper DM-0.012B (%) |"
+    )
+    assert "| CartPole-v1 | **98.80** | 62.40 |" in markdown
+    assert "| Pendulum-v1 | 42.40 | 42.60 |" in markdown
+    assert "| Average | 70.60 | 52.50 |  | 68.53 | 85.92 |" in markdown
+
+
+def test_display_names_default_to_model_keys(tmp_path, eval_dir):
+    _, _, markdown = tables(tmp_path, eval_dir, ["dm", "qwen"])
+    assert markdown.splitlines()[0].startswith("| env_name | qwen (%) | dm (%) | p (Welch) |")
+
+
+def test_table_with_one_model_only(tmp_path, eval_dir):
+    _, csv, markdown = tables(tmp_path, eval_dir, ["dm"], display_names={"dm": "DM-tiny"})
+    assert not any(column.startswith("qwen") for column in csv.columns)
+    assert "paper_qwen" not in csv.columns
+    assert csv["p_value"].isna().all() and csv["bold"].isna().all()
+    assert markdown.splitlines()[0] == "| env_name | DM-tiny (%) | paper DM-0.012B (%) |"
+    assert "**" not in markdown and "Welch" not in markdown
+
+
+def test_env_absent_from_config_is_absent_from_table(tmp_path, eval_dir):
+    _, csv, markdown = tables(tmp_path, eval_dir, ["dm", "qwen"], envs=["Pendulum-v1"])
+    assert list(csv["env_id"]) == ["Pendulum-v1", "Average"]
+    assert "CartPole-v1" not in markdown
+
+
+def test_missing_per_seed_file_is_an_error_naming_it(tmp_path, eval_dir):
+    missing = eval_dir / "dm" / "Pendulum-v1" / "seed3.json"
+    missing.unlink()
+    with pytest.raises(FileNotFoundError, match=str(missing)):
+        tables(tmp_path, eval_dir, ["dm", "qwen"])
+    assert not (tmp_path / "table.csv").exists()
+
+
+def test_record_disagreeing_with_its_path_is_an_error(tmp_path, eval_dir):
+    path = eval_dir / "qwen" / "CartPole-v1" / "seed1.json"
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "seed": 4}))
+    with pytest.raises(ValueError, match=r"seed1\.json: seed is 4, expected 1"):
+        load_scores(eval_dir, ["qwen"], ["CartPole-v1"], SEEDS)
+
+
+def test_failed_rollouts_counted_and_marked(tmp_path, eval_dir):
+    for seed in (1, 3):
+        write_seed_record(eval_dir, "qwen", "Pendulum-v1", seed, 0.0, failure="not valid JSON")
+    _, csv, markdown = tables(tmp_path, eval_dir, ["dm", "qwen"])
+    assert csv.set_index("env_id").loc["Pendulum-v1", "qwen_n_failed"] == 2
+    assert "23.40†" in markdown  # (40 + 0 + 35 + 0 + 42) / 5
+    assert "† qwen on Pendulum-v1: 2 of 5 rollouts ended by an invalid model output" in markdown
+
+
+def test_env_missing_from_the_paper_has_empty_paper_cells(tmp_path):
+    eval_dir = tmp_path / "eval"
+    write_scores(eval_dir, {("dm", "Pendulum-v0"): [1.0] * 5})
+    _, csv, markdown = tables(tmp_path, eval_dir, ["dm"], envs=["Pendulum-v0"])
+    assert math.isnan(csv.set_index("env_id").loc["Pendulum-v0", "paper_dm"])
+    assert "| Pendulum-v0 | 1.00 |  |" in markdown
+
+
+def test_cli(tmp_path, eval_dir):
+    command = [
+        sys.executable, "-m", "workflow_scripts.aggregate", "--eval-dir", str(eval_dir),
+        "--models", "dm", "qwen", "--envs", *ENVS, "--seeds", *map(str, SEEDS),
+        "--display-name", "dm=DM-tiny", "--display-name", "qwen=Qwen3-tiny",
+        "--table-csv", str(tmp_path / "out" / "table.csv"),
+        "--table-md", str(tmp_path / "out" / "table.md"),
+    ]  # fmt: skip
+    completed = subprocess.run(command, capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr
+    csv = pd.read_csv(tmp_path / "out" / "table.csv")
+    assert csv.set_index("env_id").loc["CartPole-v1", "bold"] == "qwen"
+    assert "Qwen3-tiny (%)" in (tmp_path / "out" / "table.md").read_text()
+
+
+def test_cli_missing_file_exits_with_its_name(tmp_path, eval_dir):
+    command = [
+        sys.executable, "-m", "workflow_scripts.aggregate", "--eval-dir", str(eval_dir),
+        "--models", "dm", "--envs", "CartPole-v1", "--seeds", "0", "9",
+        "--table-csv", str(tmp_path / "table.csv"), "--table-md", str(tmp_path / "table.md"),
+    ]  # fmt: skip
+    completed = subprocess.run(command, capture_output=True, text=True)
+    assert completed.returncode != 0
+    assert str(eval_dir / "dm" / "CartPole-v1" / "seed9.json") in completed.stderr

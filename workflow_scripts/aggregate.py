@@ -1,0 +1,293 @@
+"""The results table: per env and model, the mean normalized score over evaluation seeds.
+
+Reads ``{eval_dir}/{model}/{env}/seed{seed}.json`` for every configured model, env and
+seed, and writes
+
+- ``table.csv``: machine-readable, one row per env plus an ``Average`` row; per model
+  ``{model}_mean``, ``{model}_std`` (sample std, ddof=1), ``{model}_n``,
+  ``{model}_n_failed``; Welch's ``p_value`` between the two models; ``bold`` (the key of
+  the significantly better model, empty if none); ``paper_{model}`` (the paper's value).
+- ``table.md``: the same laid out as the paper's table, with our models named by their
+  display names and the paper's numbers in extra columns.
+
+The ``Average`` row is the mean of the per-env means (``n`` = number of envs); it gets
+no t-test, as in the paper. The paper's average is recomputed over the same envs, so a
+run on a subset of envs compares like with like.
+
+CLI::
+
+    python -m workflow_scripts.aggregate --eval-dir results/eval --models dm qwen \\
+        --envs CartPole-v1 Pendulum-v1 --seeds 0 1 2 --display-name dm=DM-0.012B \\
+        --table-csv results/table.csv --table-md results/table.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from workflow_scripts.provenance import atomic_path
+from workflow_scripts.scores import SIGNIFICANCE_LEVEL, compare
+
+PAPER_RESULTS = Path(__file__).parent / "data" / "paper_results.csv"
+# Our model keys → (column in paper_results.csv, the name the paper printed). The paper's
+# table lists Qwen first; our columns follow the same order.
+PAPER_MODELS = {"qwen": ("qwen_1_7b_pct", "Qwen-1.7B"), "dm": ("dm_0_012b_pct", "DM-0.012B")}
+AVERAGE_ROW = "Average"
+
+
+def per_seed_path(eval_dir: str | os.PathLike, model: str, env_id: str, seed: int) -> Path:
+    """Where the evaluate stage writes one seed's record."""
+    return Path(eval_dir) / model / env_id / f"seed{seed}.json"
+
+
+@dataclass
+class SeedScores:
+    """Normalized scores of one model on one env, in seed order."""
+
+    seeds: list[int]
+    scores: list[float]
+    # Failure reasons of rollouts ended by an invalid model output (scored 0%).
+    failures: list[str] = field(default_factory=list)
+
+
+def load_scores(
+    eval_dir: str | os.PathLike,
+    models: Sequence[str],
+    envs: Sequence[str],
+    seeds: Sequence[int],
+) -> dict[tuple[str, str], SeedScores]:
+    """Read every configured per-seed record; ``(model, env) → SeedScores``.
+
+    A missing file raises :class:`FileNotFoundError` naming it; a record whose model, env
+    or seed disagrees with its path, or that lacks a normalized score, raises ValueError.
+    """
+    loaded = {}
+    for model in models:
+        for env_id in envs:
+            entry = SeedScores(seeds=[], scores=[])
+            for seed in seeds:
+                path = per_seed_path(eval_dir, model, env_id, seed)
+                if not path.exists():
+                    raise FileNotFoundError(
+                        f"missing per-seed evaluation {path} (model {model}, env {env_id}, "
+                        f"seed {seed}); run: snakemake {path}"
+                    )
+                record = _read_record(path)
+                for key, expected in (("model", model), ("env_id", env_id), ("seed", seed)):
+                    if record.get(key) != expected:
+                        raise ValueError(
+                            f"{path}: {key} is {record.get(key)!r}, expected {expected!r} "
+                            "from its path"
+                        )
+                score = record.get("normalized_score")
+                if not isinstance(score, (int, float)) or not math.isfinite(score):
+                    raise ValueError(f"{path}: normalized_score is {score!r}, not a finite number")
+                entry.seeds.append(seed)
+                entry.scores.append(float(score))
+                if record.get("failure"):
+                    entry.failures.append(record["failure"].get("reason", "unknown"))
+            loaded[model, env_id] = entry
+    return loaded
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+
+
+def read_paper_results(path: str | os.PathLike = PAPER_RESULTS) -> pd.DataFrame:
+    """The paper's per-env normalized scores (%), indexed by env id, without its Average."""
+    paper = pd.read_csv(path).set_index("env_name")
+    return paper.drop(index=AVERAGE_ROW, errors="ignore")
+
+
+def order_models(models: Sequence[str]) -> list[str]:
+    """Models in the paper's column order (Qwen, then DM), any others after, as given."""
+    known = [model for model in PAPER_MODELS if model in models]
+    return known + [model for model in models if model not in PAPER_MODELS]
+
+
+def build_table(
+    scores: dict[tuple[str, str], SeedScores],
+    models: Sequence[str],
+    envs: Sequence[str],
+    paper: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The machine-readable table (see the module docstring for its columns)."""
+    models = order_models(models)
+    paper = read_paper_results() if paper is None else paper
+    rows = []
+    for env_id in envs:
+        row: dict[str, Any] = {"env_id": env_id}
+        for model in models:
+            values = np.asarray(scores[model, env_id].scores)
+            row[f"{model}_mean"] = float(values.mean())
+            row[f"{model}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+            row[f"{model}_n"] = len(values)
+            row[f"{model}_n_failed"] = len(scores[model, env_id].failures)
+        row["p_value"], row["bold"] = math.nan, ""
+        if len(models) == 2:
+            first, second = models
+            comparison = compare(
+                first, scores[first, env_id].scores, second, scores[second, env_id].scores
+            )
+            row["p_value"], row["bold"] = comparison.p_value, comparison.better or ""
+        for model in models:
+            row[f"paper_{model}"] = _paper_value(paper, env_id, model)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    average: dict[str, Any] = {"env_id": AVERAGE_ROW, "p_value": math.nan, "bold": ""}
+    for model in models:
+        average[f"{model}_mean"] = float(table[f"{model}_mean"].mean())
+        average[f"{model}_std"] = math.nan
+        average[f"{model}_n"] = len(envs)
+        average[f"{model}_n_failed"] = int(table[f"{model}_n_failed"].sum())
+        # Mean of the paper's values over the envs of this table that the paper has.
+        average[f"paper_{model}"] = float(table[f"paper_{model}"].mean())
+    table = pd.concat([table, pd.DataFrame([average])], ignore_index=True)
+    columns = ["env_id"]
+    columns += [f"{model}_{stat}" for model in models for stat in ("mean", "std", "n", "n_failed")]
+    columns += ["p_value", "bold"] + [f"paper_{model}" for model in models]
+    return table[columns]
+
+
+def _paper_value(paper: pd.DataFrame, env_id: str, model: str) -> float:
+    if model not in PAPER_MODELS or env_id not in paper.index:
+        return math.nan
+    return float(paper.loc[env_id, PAPER_MODELS[model][0]])
+
+
+def table_markdown(
+    table: pd.DataFrame, models: Sequence[str], display_names: dict[str, str], seeds: Sequence[int]
+) -> str:
+    """``table`` laid out as the paper's table: our means (bold where significant), the
+    Welch p-value, and the paper's numbers beside them."""
+    models = order_models(models)
+    names = {model: display_names.get(model, model) for model in models}
+    header = ["env_name"] + [f"{names[model]} (%)" for model in models]
+    if len(models) == 2:
+        header.append("p (Welch)")
+    paper_models = [model for model in models if model in PAPER_MODELS]
+    header += [f"paper {PAPER_MODELS[model][1]} (%)" for model in paper_models]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
+    footnotes = []
+    for _, row in table.iterrows():
+        cells = [row["env_id"]]
+        for model in models:
+            cell = f"{row[f'{model}_mean']:.2f}"
+            if row["bold"] == model:
+                cell = f"**{cell}**"
+            if row[f"{model}_n_failed"] and row["env_id"] != AVERAGE_ROW:
+                cell += "†"
+                footnotes.append(
+                    f"† {names[model]} on {row['env_id']}: {row[f'{model}_n_failed']} of "
+                    f"{row[f'{model}_n']} rollouts ended by an invalid model output (scored 0%)."
+                )
+            cells.append(cell)
+        if len(models) == 2:
+            cells.append("" if math.isnan(row["p_value"]) else f"{row['p_value']:.3g}")
+        cells += [_format_percent(row[f"paper_{model}"]) for model in paper_models]
+        lines.append("| " + " | ".join(cells) + " |")
+    seed_text = ", ".join(str(seed) for seed in seeds)
+    notes = [
+        "",
+        f"Normalized score 100·(score − random)/(expert − random), mean over {len(seeds)} "
+        f"independent episodes per env (seeds {seed_text}); Average: mean over the "
+        f"{len(table) - 1} envs shown.",
+    ]
+    if len(models) == 2:
+        notes.append(
+            f"Bold: the better model where Welch's t-test over the per-seed values gives "
+            f"p < {SIGNIFICANCE_LEVEL}."
+        )
+    if paper_models:
+        notes.append(
+            "Paper columns: Kulak (2026), the published Qwen-1.7B and DM-0.012B; their "
+            "Average is over the same envs. Standard deviations and counts: table.csv."
+        )
+    return "\n".join(lines + notes + ([""] + footnotes if footnotes else [])) + "\n"
+
+
+def _format_percent(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.2f}"
+
+
+def write_tables(
+    eval_dir: str | os.PathLike,
+    models: Sequence[str],
+    envs: Sequence[str],
+    seeds: Sequence[int],
+    table_csv: str | os.PathLike,
+    table_md: str | os.PathLike,
+    display_names: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """Load the per-seed records, build the table, write both files atomically."""
+    if not models or not envs or not seeds:
+        raise ValueError("aggregate needs at least one model, one env and one seed")
+    scores = load_scores(eval_dir, models, envs, seeds)
+    table = build_table(scores, models, envs)
+    with atomic_path(table_csv, suffix=".csv") as tmp:
+        table.to_csv(tmp, index=False)
+    markdown = table_markdown(table, models, display_names or {}, seeds)
+    with atomic_path(table_md, suffix=".md") as tmp:
+        tmp.write_text(markdown)
+    return table
+
+
+def parse_display_names(pairs: Sequence[str]) -> dict[str, str]:
+    """``["dm=DM-0.012B", ...]`` → ``{"dm": "DM-0.012B"}``."""
+    names = {}
+    for pair in pairs:
+        model, sep, name = pair.partition("=")
+        if not sep or not model or not name:
+            raise ValueError(f"--display-name {pair!r}: expected MODEL=NAME")
+        names[model] = name
+    return names
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--eval-dir", required=True, help="folder of {model}/{env}/seed{seed}.json")
+    parser.add_argument("--models", nargs="+", required=True, help="model keys, e.g. dm qwen")
+    parser.add_argument("--envs", nargs="+", required=True, help="Gymnasium env ids")
+    parser.add_argument("--seeds", nargs="+", type=int, required=True, help="evaluation seeds")
+    parser.add_argument(
+        "--display-name",
+        action="append",
+        default=[],
+        metavar="MODEL=NAME",
+        help="column name of a model in table.md (default: its key)",
+    )
+    parser.add_argument("--table-csv", required=True)
+    parser.add_argument("--table-md", required=True)
+    args = parser.parse_args(argv)
+    table = write_tables(
+        args.eval_dir,
+        args.models,
+        args.envs,
+        args.seeds,
+        args.table_csv,
+        args.table_md,
+        display_names=parse_display_names(args.display_name),
+    )
+    print(Path(args.table_md).read_text())
+    print(f"wrote {args.table_csv} ({len(table)} rows) and {args.table_md}")
+
+
+if __name__ == "__main__":
+    main()
