@@ -98,7 +98,10 @@ class DatasetWriter:
         self._file: h5py.File | None = None
 
     def __enter__(self) -> DatasetWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        from workflow_scripts.disk_plan import check_free_space, row_bytes
+
+        needed = self.n_transitions * row_bytes(self.observation_space, self.action_space)
+        check_free_space(self.path.parent, needed, f"{self.path.name} ({self.n_transitions} rows)")
         self._file = h5py.File(self._tmp_path, "w")
         n = self.n_transitions
         chunk = min(CHUNK_ROWS, n)
