@@ -1,26 +1,24 @@
 import shlex
+from pathlib import Path
 
-
-def evaluation_records(wildcards=None):
-    """Every per-seed evaluation of the configured models, envs and seeds."""
-    return expand(
-        "results/eval/{model}/{env}/seed{seed}.json", model=MODELS, env=ENVS, seed=SEEDS
-    )
-
-
-def display_name_flags():
-    """``--display-name model=Name`` per model: the config's name, else the model key."""
-    flags = []
-    for model in MODELS:
-        name = config.get(model, {}).get("display_name", model)
-        flags.append("--display-name " + shlex.quote(f"{model}={name}"))
-    return " ".join(flags)
+# Every per-seed evaluation of the configured models, envs and seeds.
+EVALUATION_RECORDS = expand(
+    "results/eval/{model}/{env}/seed{seed}.json", model=MODELS, env=ENVS, seed=SEEDS
+)
+# Column names of the models: config[model]["display_name"], else the model key.
+DISPLAY_NAMES = {
+    model: config.get(model, {}).get("display_name", model) for model in MODELS
+}
+DISPLAY_NAME_FLAGS = " ".join(
+    f"--display-name {shlex.quote(f'{model}={name}')}"
+    for model, name in DISPLAY_NAMES.items()
+)
 
 
 rule aggregate:
     """Mean normalized score per env and model, Welch's t-test, bolding; CSV and Markdown."""
     input:
-        evaluation_records,
+        records=EVALUATION_RECORDS,
     output:
         csv=report(
             "results/table.csv",
@@ -41,11 +39,12 @@ rule aggregate:
         mem_mb=1000,
         runtime=10,
     params:
-        eval_dir="results/eval",
+        # results/eval, from results/eval/{model}/{env}/seed{seed}.json
+        eval_dir=lambda wildcards, input: Path(input.records[0]).parents[2],
         models=MODELS,
         envs=ENVS,
         seeds=SEEDS,
-        display_names=display_name_flags(),
+        display_names=DISPLAY_NAME_FLAGS,
     shell:
         "python -m workflow_scripts.aggregate --eval-dir {params.eval_dir:q}"
         " --models {params.models} --envs {params.envs:q} --seeds {params.seeds}"
@@ -56,7 +55,7 @@ rule aggregate:
 rule plots:
     """Per-env normalized scores against the paper; all envs' expert training curves."""
     input:
-        records=evaluation_records,
+        records=EVALUATION_RECORDS,
         monitors=expand("results/experts/{env}/monitor.csv", env=ENVS),
         baselines=expand("results/baselines/{env}.json", env=ENVS),
         datasets=expand("results/datasets/{env}.h5", env=ENVS),
@@ -80,14 +79,16 @@ rule plots:
         mem_mb=2000,
         runtime=10,
     params:
-        eval_dir="results/eval",
-        experts_dir="results/experts",
-        baselines_dir="results/baselines",
-        datasets_dir="results/datasets",
+        # The folders the stage reads {model}/{env}/seed{seed}.json, {env}/monitor.csv,
+        # {env}.json and {env}.h5 from, taken from the inputs.
+        eval_dir=lambda wildcards, input: Path(input.records[0]).parents[2],
+        experts_dir=lambda wildcards, input: Path(input.monitors[0]).parents[1],
+        baselines_dir=lambda wildcards, input: Path(input.baselines[0]).parent,
+        datasets_dir=lambda wildcards, input: Path(input.datasets[0]).parent,
         models=MODELS,
         envs=ENVS,
         seeds=SEEDS,
-        display_names=display_name_flags(),
+        display_names=DISPLAY_NAME_FLAGS,
     shell:
         "python -m workflow_scripts.plots --eval-dir {params.eval_dir:q}"
         " --experts-dir {params.experts_dir:q} --baselines-dir {params.baselines_dir:q}"

@@ -1,8 +1,3 @@
-def evaluation_job(model):
-    """Threads, memory, runtime and GPUs of one evaluation of ``model`` (config)."""
-    return config["evaluation"]["resources"][model]
-
-
 rule evaluate:
     """One evaluation episode of a trained model on one env and seed (argmax / greedy)."""
     input:
@@ -17,11 +12,17 @@ rule evaluate:
         "results/benchmarks/evaluate/{model}/{env}/seed{seed}.tsv"
     conda:
         "../envs/workflow.yaml"
-    threads: lambda wildcards: evaluation_job(wildcards.model)["threads"]
+    # Job size per model (config evaluation.resources): the DM fits one CPU thread,
+    # Qwen-1.7B wants a GPU.
+    threads: lambda wildcards: config["evaluation"]["resources"][wildcards.model]["threads"]
     resources:
-        mem_mb=lambda wildcards: evaluation_job(wildcards.model)["mem_mb"],
-        runtime=lambda wildcards: evaluation_job(wildcards.model)["runtime"],
-        gpu=lambda wildcards: evaluation_job(wildcards.model)["gpu"],
+        mem_mb=lambda wildcards: config["evaluation"]["resources"][wildcards.model][
+            "mem_mb"
+        ],
+        runtime=lambda wildcards: config["evaluation"]["resources"][wildcards.model][
+            "runtime"
+        ],
+        gpu=lambda wildcards: config["evaluation"]["resources"][wildcards.model]["gpu"],
     params:
         # The env's episode cap from config (experts.<env>.max_episode_steps), as for the
         # baseline: normalized scores compare episodes of the same length.
