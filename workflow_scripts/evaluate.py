@@ -327,6 +327,9 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    # Policies act greedily; seeding anyway makes any randomness inside one repeatable.
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
     record = evaluate_model_seed(
         args.model,
         args.model_dir,

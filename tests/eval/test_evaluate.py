@@ -8,7 +8,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import (
+from eval_inputs import (
     CartPoleController,
     ConstantPolicy,
     FailingPolicy,

@@ -6,7 +6,7 @@ import sys
 import matplotlib.image
 import numpy as np
 import pytest
-from conftest import write_baseline, write_dataset, write_scores, write_seed_record
+from eval_inputs import write_baseline, write_dataset, write_scores, write_seed_record
 
 from workflow_scripts.plots import plot_expert_curves, plot_normalized_scores, read_monitor
 
