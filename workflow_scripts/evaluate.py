@@ -163,6 +163,9 @@ def evaluate_policy(
     benchmark's episode cap; an env that would have no cap is refused (an episode could
     otherwise never end).
     """
+    # Check the scale is defined before a possibly long episode (and even when the
+    # episode fails, so a broken baseline is never hidden by a 0% score).
+    normalized_score(random_score, random_score, expert_score)
     env = make_env(env_id, max_episode_steps)
     try:
         cap = episode_cap(env)
@@ -178,9 +181,7 @@ def evaluate_policy(
     if result.failure is None:
         score = normalized_score(result.episode_return, random_score, expert_score)
     else:
-        # Still checks the scale is defined, so a broken baseline is never hidden by a failure.
-        normalized_score(random_score, random_score, expert_score)
-        score = 0.0
+        score = 0.0  # the paper's rule for a rollout the model could not complete
     record = asdict(result)
     return {
         "env_id": env_id,
