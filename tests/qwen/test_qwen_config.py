@@ -1,0 +1,54 @@
+"""The `qwen` config section: the paper and demo values pass its schema, mistakes do not."""
+
+from __future__ import annotations
+
+import copy
+
+import jsonschema
+import pytest
+import yaml
+
+from workflow_scripts.config import load_schema, merge_config
+
+
+@pytest.fixture(scope="module")
+def sections(repo_root):
+    base, demo = (
+        yaml.safe_load((repo_root / name).read_text())
+        for name in ("config.yaml", "config.demo.yaml")
+    )
+    return base["qwen"], merge_config(base, demo)["qwen"]
+
+
+def errors(section) -> list[str]:
+    validator = jsonschema.Draft202012Validator(load_schema()["properties"]["qwen"])
+    return [
+        f"{'.'.join(map(str, error.absolute_path))}: {error.message}"
+        for error in validator.iter_errors(section)
+    ]
+
+
+def test_paper_and_demo_sections_are_valid(sections):
+    paper, demo = sections
+    assert errors(paper) == []
+    assert errors(demo) == []
+    assert paper["model_name_or_path"] == "Qwen/Qwen3-1.7B"
+    assert paper["max_seq_length"] == 16384 and paper["global_batch_size"] == 64
+    assert demo["random_init"] is not None and demo["model_name_or_path"] is None
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"max_stepz": 3}, "'max_stepz' was unexpected"),
+        ({"max_steps": 0}, "max_steps: 0 is less than the minimum"),
+        ({"parallelism": "zero3"}, "parallelism: 'zero3' is not one of"),
+        ({"model_name_or_path": None}, "random_init: None is not of type 'object'"),
+        ({"random_init": {"hidden_size": 8}}, "random_init: 'head_dim' is a required property"),
+        ({"resources": {"threads": 1}}, "resources: 'gpu' is a required property"),
+    ],
+)
+def test_mistakes_are_named(sections, change, message):
+    section = copy.deepcopy(sections[0])
+    section.update(change)
+    assert any(message in line for line in errors(section)), errors(section)
