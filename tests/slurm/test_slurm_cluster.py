@@ -1,0 +1,183 @@
+"""The SLURM profile against a real one-node SLURM cluster, not a mock.
+
+The module's fixture starts slurmctld, slurmd and munge with tests/slurm/start-local-slurm.sh
+(installing them from Debian packages when missing; root needed) on a node that poses as
+one 8xH200 machine, and stops them afterwards. The workflow then runs through
+`snakemake --profile profiles/slurm`, the profile file unchanged, so every rule is a real
+`sbatch` job. Budgets are tiny: each SLURM job costs ~10-25 s of submission and polling
+here, whatever it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slurm
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+START_SCRIPT = REPO_ROOT / "tests" / "slurm" / "start-local-slurm.sh"
+STOP_SCRIPT = REPO_ROOT / "tests" / "slurm" / "stop-local-slurm.sh"
+PROFILE = REPO_ROOT / "profiles" / "slurm"
+
+ENVS = ["CartPole-v1", "FrozenLake-v1"]
+# The data half of the workflow for two envs at sizes that train in seconds.
+TINY_CONFIG = {
+    "envs": ENVS,
+    "models": [],
+    "experts": {env: {"n_timesteps": 2048} for env in ENVS},
+    "expert_training": {"checkpoint_every": 1024, "eval_episodes": 1},
+    "baseline": {"n_episodes": 5},
+    "dataset": {"n_transitions": 300, "n_envs": 2},
+    "evaluation": {"seeds": [0]},
+}
+# Test-only speed-up: the first status poll after 5 s instead of the profile's 40 s. The
+# cluster's MinJobAge (600 s) keeps the squeue status check valid either way.
+FAST_POLLING = ["--slurm-init-seconds-before-status-checks", "5"]
+SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    state_dir: Path
+    environ: dict[str, str]
+
+    def run(self, *command: str) -> str:
+        """A SLURM client command against this cluster; its standard output."""
+        result = subprocess.run(
+            command, env=self.environ, capture_output=True, text=True, timeout=30, check=True
+        )
+        return result.stdout
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Cluster:
+    if os.geteuid() != 0:
+        pytest.skip("the local SLURM cluster needs root (it installs packages, runs slurmd)")
+    installed = all(shutil.which(tool) for tool in ("slurmctld", "slurmd", "sbatch", "munged"))
+    if not installed and not shutil.which("apt-get"):
+        pytest.skip("SLURM is not installed and there is no apt-get to install it")
+    state_dir = tmp_path_factory.mktemp("slurm-state")
+    try:
+        started = subprocess.run(
+            ["bash", str(START_SCRIPT), str(state_dir)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert started.returncode == 0, f"cluster did not start:\n{started.stderr}"
+        conf = re.search(r"^export SLURM_CONF=(.+)$", started.stdout, re.MULTILINE).group(1)
+        environ = dict(os.environ, SLURM_CONF=conf, OMP_NUM_THREADS="1")
+        yield Cluster(state_dir, environ)
+    finally:
+        subprocess.run(["bash", str(STOP_SCRIPT), str(state_dir)], timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A copy of the workflow with the tiny config overlay, shared by this module's runs."""
+    workdir = tmp_path_factory.mktemp("slurm-workflow")
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(REPO_ROOT / name, workdir / name)
+    for folder in ("rules", "report", "envs"):
+        if (REPO_ROOT / folder).exists():
+            shutil.copytree(REPO_ROOT / folder, workdir / folder)
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
+    return workdir
+
+
+def snakemake_with_profile(
+    cluster: Cluster, workdir: Path, args: list[str], timeout: int = 600
+) -> subprocess.CompletedProcess:
+    """`snakemake --profile profiles/slurm ...` under `timeout -k` (a lost job can hang it)."""
+    command = ["timeout", "-k", "10", str(timeout), sys.executable, "-m", "snakemake"]
+    command += ["--profile", str(PROFILE), "--configfile", "tiny.yaml", *FAST_POLLING, *args]
+    return subprocess.run(command, cwd=workdir, env=cluster.environ, capture_output=True, text=True)
+
+
+def submitted_jobs(output: str) -> dict[str, Path]:
+    """SLURM job id -> SLURM log file, for every job Snakemake submitted."""
+    return {job_id: Path(log) for job_id, log in SUBMITTED.findall(output)}
+
+
+def job_records(cluster: Cluster) -> dict[str, dict[str, str]]:
+    """Every job slurmctld still remembers (MinJobAge): id -> state, name, start, end."""
+    lines = cluster.run("squeue", "--states=all", "--noheader", "--format=%i|%T|%j|%S|%e")
+    records = {}
+    for line in lines.splitlines():
+        job_id, state, name, start, end = line.strip().split("|")
+        records[job_id] = {"state": state, "name": name, "start": start, "end": end}
+    return records
+
+
+def most_jobs_at_once(records: list[dict[str, str]]) -> int:
+    """Largest number of these jobs running at the same instant (end before start on ties)."""
+    events = []
+    for record in records:
+        events.append((datetime.fromisoformat(record["start"]), 1))
+        events.append((datetime.fromisoformat(record["end"]), -1))
+    running = peak = 0
+    for _, change in sorted(events):
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+def test_node_poses_as_an_8_gpu_h200_node(cluster):
+    node = cluster.run("scontrol", "show", "node")
+    assert "Gres=gpu:h200:8" in node
+    assert "State=IDLE" in node
+    # Accounting is off, as on sites without slurmdbd: the profile must not rely on sacct.
+    config = cluster.run("scontrol", "show", "config")
+    assert re.search(r"AccountingStorageType\s*=\s*accounting_storage/none", config)
+    assert re.search(r"MinJobAge\s*=\s*600", config)
+
+
+def test_two_envs_at_once_with_a_job_limit(cluster, workdir):
+    """Many envs in one submission, at most --jobs SLURM jobs at a time, all through sbatch."""
+    targets = [f"results/datasets/{env}.h5" for env in ENVS]
+    targets += [f"results/baselines/{env}.json" for env in ENVS]
+    result = snakemake_with_profile(cluster, workdir, [*targets, "--jobs", "2"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+
+    from workflow_scripts.dataset import validate_dataset
+
+    for env in ENVS:
+        info = validate_dataset(workdir / f"results/datasets/{env}.h5", env_id=env)
+        assert info.n_transitions == TINY_CONFIG["dataset"]["n_transitions"]
+        assert (workdir / f"results/baselines/{env}.json").exists()
+
+    # Four rules per env, each one its own SLURM job, each leaving its SLURM log behind.
+    jobs = submitted_jobs(output)
+    assert len(jobs) == 4 * len(ENVS), output
+    rules = sorted(
+        log.relative_to(workdir / ".snakemake/slurm_logs").parts[0] for log in jobs.values()
+    )
+    assert rules == sorted(
+        f"rule_{rule}"
+        for rule in ("hyperparams", "train_expert", "baseline", "rollout")
+        for _ in ENVS
+    )
+    for job_id, log in jobs.items():
+        assert log.name == f"{job_id}.log" and log.exists(), log
+
+    # slurmctld's own view: every one of them ran and completed, never more than 2 at once.
+    records = job_records(cluster)
+    ours = [records[job_id] for job_id in jobs]
+    assert {record["state"] for record in ours} == {"COMPLETED"}, ours
+    assert 1 <= most_jobs_at_once(ours) <= 2, ours
+
+    # A second submission finds everything done and submits nothing.
+    again = snakemake_with_profile(cluster, workdir, [*targets, "--jobs", "2"])
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert not submitted_jobs(again.stdout + again.stderr)
