@@ -11,6 +11,7 @@ include: "rules/hyperparams.smk"
 include: "rules/experts.smk"
 include: "rules/baselines.smk"
 include: "rules/datasets.smk"
+include: "rules/qwen.smk"
 include: "rules/evaluate.smk"
 include: "rules/aggregate.smk"
 

@@ -16,10 +16,49 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+from typing import Any
 
 from workflow_scripts.qwen.train import TrainConfig, train
 
 DEFAULTS = TrainConfig(datasets=[], budgets="", output="", checkpoint_dir="")
+# Keys of the config's `qwen` section that are flags of the same name (the rest choose the
+# model source or size the job).
+CONFIG_FLAG_KEYS = (
+    "display_name",
+    "max_seq_length",
+    "global_batch_size",
+    "micro_batch_size",
+    "max_steps",
+    "learning_rate",
+    "min_learning_rate",
+    "warmup_steps",
+    "weight_decay",
+    "adam_beta1",
+    "adam_beta2",
+    "grad_clip",
+    "seed",
+    "parallelism",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "log_every",
+    "num_workers",
+)
+
+
+def flags_from_config(settings: dict[str, Any]) -> str:
+    """The config's `qwen` section as this CLI's flags, shell-quoted (used by rules/qwen.smk)."""
+    if settings["random_init"] is not None:
+        flags = ["--random-init", json.dumps(settings["random_init"], sort_keys=True)]
+    else:
+        flags = ["--model-name-or-path", settings["model_name_or_path"]]
+    if settings["tokenizer"]:
+        flags += ["--tokenizer", settings["tokenizer"]]
+    for key in CONFIG_FLAG_KEYS:
+        flags += ["--" + key.replace("_", "-"), str(settings[key])]
+    checkpointing = settings["gradient_checkpointing"]
+    flags.append("--gradient-checkpointing" if checkpointing else "--no-gradient-checkpointing")
+    return " ".join(shlex.quote(flag) for flag in flags)
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import shlex
 
 import jsonschema
 import pytest
 import yaml
 
 from workflow_scripts.config import load_schema, merge_config
+from workflow_scripts.train_qwen import CONFIG_FLAG_KEYS, flags_from_config, parse_args
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +54,16 @@ def test_mistakes_are_named(sections, change, message):
     section = copy.deepcopy(sections[0])
     section.update(change)
     assert any(message in line for line in errors(section)), errors(section)
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["paper", "demo"])
+def test_rule_flags_reach_the_trainer_unchanged(sections, which):
+    section = sections[which]
+    flags = shlex.split(flags_from_config(section))
+    config = parse_args(
+        flags
+        + ["--datasets", "a.h5", "--budgets", "b.json", "--output", "o", "--checkpoint-dir", "c"]
+    )
+    for key in CONFIG_FLAG_KEYS + ("model_name_or_path", "random_init", "tokenizer"):
+        assert getattr(config, key) == section[key], key
+    assert config.gradient_checkpointing is section["gradient_checkpointing"]
