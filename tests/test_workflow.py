@@ -15,7 +15,9 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
 def run_snakemake(args, cwd, timeout=900):
-    result = subprocess.run(SNAKEMAKE + args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        SNAKEMAKE + args, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
     return result
 
 
@@ -85,11 +87,16 @@ def test_bad_config_stops_before_any_job(repo_root, tmp_path):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
     result = run_snakemake(["-n", "--configfile", "bad.yaml"], tmp_path)
     assert result.returncode != 0
-    assert "envs[0]" in result.stderr + result.stdout and "CartPole-v1" in result.stderr + result.stdout
+    assert (
+        "envs[0]" in result.stderr + result.stdout
+        and "CartPole-v1" in result.stderr + result.stdout
+    )
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.parametrize("target", ["results/datasets/Hopper-v4.h5", "results/eval/dm/Hopper-v4/seed3.json"])
+@pytest.mark.parametrize(
+    "target", ["results/datasets/Hopper-v4.h5", "results/eval/dm/Hopper-v4/seed3.json"]
+)
 def test_single_env_targets_plan_only_that_env(repo_root, tmp_path, target):
     result = run_snakemake(["-n", "-d", str(tmp_path), "-s", str(repo_root / "Snakefile"),
                             "--configfile", str(repo_root / "config.yaml"), target], repo_root)  # fmt: skip

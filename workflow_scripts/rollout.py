@@ -26,6 +26,12 @@ import torch
 from gymnasium import spaces
 from sb3_contrib import QRDQN
 from stable_baselines3 import DQN
+from stable_baselines3.common.distributions import (
+    CategoricalDistribution,
+    DiagGaussianDistribution,
+    SquashedDiagGaussianDistribution,
+)
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from tqdm import tqdm
 
 from workflow_scripts.dataset import DatasetWriter
@@ -33,7 +39,10 @@ from workflow_scripts.envs import episode_cap, make_env
 from workflow_scripts.provenance import package_versions, sha256_file
 from workflow_scripts.train_expert import load_expert
 
-BLOCK_STEPS = 512  # steps buffered per env copy before a write to the file
+# Steps buffered per env copy before a write to the file: as many as fit the byte budget
+# (observations of all copies), at most MAX_BLOCK_STEPS.
+BUFFER_BYTES = 64 * 2**20
+MAX_BLOCK_STEPS = 4096
 
 
 class ExpertSampler:
@@ -41,28 +50,60 @@ class ExpertSampler:
 
     Calls the policy network directly on the whole batch: SB3's ``predict`` re-checks and
     re-shapes its input on every call, which costs more than stepping cheap envs such as
-    CartPole. The actions are those ``predict(deterministic=False)`` would give: sampled,
-    unscaled from tanh-squashed policies, clipped to the bounds otherwise.
+    CartPole. The actions follow the distribution ``predict(deterministic=False)`` samples
+    from: sampled, unscaled from tanh-squashed policies, clipped to the bounds otherwise.
+
+    For the common heads (categorical and diagonal Gaussian of PPO/A2C/TRPO, SAC/TQC's
+    tanh-squashed Gaussian) the network gives the distribution's parameters and the sample
+    is drawn with numpy from ``seed``: building a torch ``Distribution`` per call (argument
+    validation, normalized logits) costs more than the network itself at these sizes.
+    Other policies (gSDE, TD3/DDPG, multi-discrete) go through the policy's own
+    ``_predict``, seeded through torch. DQN-family experts act epsilon-greedily.
     """
 
     def __init__(self, model, vecnormalize=None, seed: int = 0):
         self.model = model
         self.policy = model.policy
         self.policy.set_training_mode(False)
+        self.device = self.policy.device  # a property that walks the parameters: read it once
         self.vecnormalize = vecnormalize
         self.action_space = model.action_space
         self.epsilon = float(model.exploration_rate) if isinstance(model, (DQN, QRDQN)) else None
         self.rng = np.random.default_rng(seed)
         torch.manual_seed(seed)
+        self.head = self._sampling_head()
+        if self.head == "gaussian":
+            # A state-independent parameter: its standard deviation is the same on every call.
+            with torch.inference_mode():
+                self.gaussian_std = self.policy.log_std.exp().cpu().numpy()
+
+    def _sampling_head(self) -> str | None:
+        """Which distribution to sample with numpy, or None for the policy's ``_predict``."""
+        if self.epsilon is not None:
+            return None
+        policy = self.policy
+        if isinstance(policy, ActorCriticPolicy) and not policy.use_sde:
+            if isinstance(policy.action_dist, CategoricalDistribution):
+                return "categorical"
+            if isinstance(policy.action_dist, DiagGaussianDistribution):
+                return "gaussian"
+        actor = getattr(policy, "actor", None)
+        squashed = isinstance(getattr(actor, "action_dist", None), SquashedDiagGaussianDistribution)
+        if squashed and not actor.use_sde:
+            return "squashed_gaussian"
+        return None
 
     def __call__(self, observations: np.ndarray) -> np.ndarray:
         policy_input = observations
         if self.vecnormalize is not None:
             policy_input = self.vecnormalize.normalize_obs(policy_input)
-        with torch.no_grad():
-            tensor = torch.as_tensor(policy_input, device=self.policy.device)
-            actions = self.policy._predict(tensor, deterministic=self.epsilon is not None)
-        actions = actions.cpu().numpy()
+        with torch.inference_mode():
+            tensor = torch.as_tensor(policy_input, device=self.device)
+            if self.head is None:
+                actions = self.policy._predict(tensor, deterministic=self.epsilon is not None)
+                actions = actions.cpu().numpy()
+            else:
+                actions = self._sample(tensor)
         if isinstance(self.action_space, spaces.Box):
             actions = actions.reshape(len(observations), *self.action_space.shape)
             if self.policy.squash_output:
@@ -76,6 +117,23 @@ class ExpertSampler:
                 explore, self.rng.integers(self.action_space.n, size=len(actions)), actions
             )
         return actions
+
+    def _sample(self, tensor: torch.Tensor) -> np.ndarray:
+        """One sample per row from the network's distribution parameters (numpy RNG)."""
+        policy = self.policy
+        if self.head == "squashed_gaussian":
+            mean, log_std, _ = policy.actor.get_action_dist_params(tensor)
+            mean, std = mean.cpu().numpy(), np.exp(log_std.cpu().numpy())
+            return np.tanh(mean + std * self.rng.standard_normal(mean.shape, dtype=mean.dtype))
+        # ActorCriticPolicy.get_distribution, without building the torch Distribution.
+        features = BasePolicy.extract_features(policy, tensor, policy.pi_features_extractor)
+        outputs = policy.action_net(policy.mlp_extractor.forward_actor(features)).cpu().numpy()
+        if self.head == "gaussian":
+            noise = self.rng.standard_normal(outputs.shape, dtype=outputs.dtype)
+            return outputs + self.gaussian_std * noise
+        # Categorical, by the Gumbel-max trick: argmax(logits + Gumbel noise) is distributed
+        # as softmax(logits), in three array operations.
+        return np.argmax(outputs + self.rng.gumbel(size=outputs.shape), axis=1)
 
 
 def make_vector_env(
@@ -118,7 +176,10 @@ def collect_dataset(
     episode_returns: list[float] = []
     running_returns = np.zeros(n_envs)
     steps_taken = 0
-    max_rows = int((stops - starts).max())
+    rows = stops - starts  # each env copy's share; only the last copy may get fewer
+    max_rows, min_rows = int(rows.max()), int(rows.min())
+    # Longer blocks mean fewer (per-call costly) HDF5 writes; the budget bounds the memory.
+    block_steps = max(1, min(MAX_BLOCK_STEPS, BUFFER_BYTES // (n_envs * observations[0].nbytes)))
     started = time.time()
     writer_attrs = {"env_id": env_id, **(attrs or {})}
     with DatasetWriter(
@@ -133,48 +194,49 @@ def collect_dataset(
             disable=not progress,
         )
         while steps_taken < max_rows:
-            block = min(BLOCK_STEPS, max_rows - steps_taken)
-            buffers = {
-                "observations": np.empty((block, *observations.shape), dtype=observations.dtype),
-                "actions": None,
-                "rewards": np.empty((block, n_envs), dtype=np.float32),
-                "terminated": np.empty((block, n_envs), dtype=bool),
-                "truncated": np.empty((block, n_envs), dtype=bool),
-            }
+            block = min(block_steps, max_rows - steps_taken)
+            observation_rows = np.empty((block, *observations.shape), dtype=observations.dtype)
+            action_rows = None  # shaped after the first call, when the action dtype is known
+            reward_rows = np.empty((block, n_envs), dtype=np.float32)
+            terminated_rows = np.empty((block, n_envs), dtype=bool)
+            truncated_rows = np.empty((block, n_envs), dtype=bool)
             for step in range(block):
                 actions = act(observations)
-                if buffers["actions"] is None:
-                    buffers["actions"] = np.empty(
-                        (block, *np.shape(actions)), dtype=np.asarray(actions).dtype
-                    )
-                buffers["observations"][step] = observations
-                buffers["actions"][step] = actions
+                if action_rows is None:
+                    action_rows = np.empty((block, *np.shape(actions)), np.asarray(actions).dtype)
+                observation_rows[step] = observations
+                action_rows[step] = actions
                 observations, rewards, terminated, truncated, _ = envs.step(actions)
-                buffers["rewards"][step] = rewards
-                buffers["terminated"][step] = terminated
-                buffers["truncated"][step] = truncated
-                # Only steps inside an env's own rows count toward its episodes.
-                inside = steps_taken + step < stops - starts
-                running_returns += np.where(inside, rewards, 0.0)
-                for rank in np.flatnonzero((terminated | truncated) & inside):
-                    episode_returns.append(float(running_returns[rank]))
-                    running_returns[rank] = 0.0
+                reward_rows[step] = rewards
+                terminated_rows[step] = terminated
+                truncated_rows[step] = truncated
+                done = terminated | truncated
+                if steps_taken + step >= min_rows:
+                    # Only steps inside an env's own rows count toward its episodes.
+                    inside = steps_taken + step < rows
+                    rewards = np.where(inside, rewards, 0.0)
+                    done &= inside
+                running_returns += rewards
+                if done.any():
+                    for rank in np.flatnonzero(done):
+                        episode_returns.append(float(running_returns[rank]))
+                        running_returns[rank] = 0.0
             written = 0
             for rank in range(n_envs):
                 first = starts[rank] + steps_taken
                 count = min(block, int(stops[rank] - first))
                 if count <= 0:
                     continue
-                truncated_rows = buffers["truncated"][:count, rank].copy()
+                truncated_column = truncated_rows[:count, rank].copy()
                 if first + count == stops[rank]:
-                    truncated_rows[-1] = True  # the env's stream is cut here
+                    truncated_column[-1] = True  # the env's stream is cut here
                 writer.write_at(
                     int(first),
-                    buffers["observations"][:count, rank],
-                    buffers["actions"][:count, rank],
-                    buffers["rewards"][:count, rank],
-                    buffers["terminated"][:count, rank],
-                    truncated_rows,
+                    observation_rows[:count, rank],
+                    action_rows[:count, rank],
+                    reward_rows[:count, rank],
+                    terminated_rows[:count, rank],
+                    truncated_column,
                 )
                 written += count
             steps_taken += block
@@ -242,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--env", required=True)
     parser.add_argument("--expert-dir", required=True, help="results/experts/{env}")
     parser.add_argument("--n-transitions", type=int, required=True)
-    parser.add_argument("--n-envs", type=int, default=32)
+    parser.add_argument("--n-envs", type=int, default=128)
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--max-episode-steps", type=int, default=None)
     parser.add_argument("--output", required=True)

@@ -9,7 +9,9 @@ by hand, the same flags work without Snakemake (and under torchrun).
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+from typing import Any
 
 import torch
 
@@ -20,6 +22,72 @@ from workflow_scripts.dm.train import (
     TrainSettings,
     train,
 )
+
+# Keys of config["dm"] passed as --flags of the same name (batch_size_per_gpu → --batch-size).
+CONFIG_FLAG_KEYS = (
+    "hidden_size",
+    "num_layers",
+    "num_heads",
+    "intermediate_size",
+    "sequence_length",
+    "value_embedding_dim",
+    "total_steps",
+    "warmup_steps",
+    "learning_rate",
+    "min_learning_rate",
+    "weight_decay",
+    "adam_beta1",
+    "adam_beta2",
+    "grad_clip",
+    "seed",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "log_every",
+    "num_workers",
+    "eval_slide_transitions",
+)
+
+
+def flags_from_config(settings: dict[str, Any]) -> str:
+    """The config's ``dm`` section as this CLI's flags, shell-quoted (used by rules/dm.smk)."""
+    flags = ["--batch-size", str(settings["batch_size_per_gpu"])]
+    for key in CONFIG_FLAG_KEYS:
+        flags += ["--" + key.replace("_", "-"), str(settings[key])]
+    return " ".join(shlex.quote(flag) for flag in flags)
+
+
+def check_config(settings: dict[str, Any]) -> None:
+    """Cross-key checks of the ``dm`` section the JSON schema cannot express.
+
+    Raises :class:`workflow_scripts.config.ConfigError` naming the key, before any job runs.
+    """
+    from workflow_scripts.config import ConfigError
+
+    problems = []
+    if settings["hidden_size"] % settings["num_heads"]:
+        problems.append(
+            f"dm.hidden_size: {settings['hidden_size']} is not divisible by dm.num_heads "
+            f"{settings['num_heads']}"
+        )
+    elif (settings["hidden_size"] // settings["num_heads"]) % 2:
+        problems.append("dm.num_heads: hidden_size / num_heads must be even (rotary embedding)")
+    context_transitions = settings["sequence_length"] // 2
+    if settings["eval_slide_transitions"] > context_transitions:
+        problems.append(
+            f"dm.eval_slide_transitions: {settings['eval_slide_transitions']} is more than the "
+            f"{context_transitions} transitions of the context (sequence_length / 2)"
+        )
+    if settings["warmup_steps"] > settings["total_steps"]:
+        problems.append(
+            f"dm.warmup_steps: {settings['warmup_steps']} exceeds dm.total_steps {settings['total_steps']}"
+        )
+    if settings["min_learning_rate"] > settings["learning_rate"]:
+        problems.append(
+            f"dm.min_learning_rate: {settings['min_learning_rate']} exceeds dm.learning_rate "
+            f"{settings['learning_rate']}"
+        )
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,9 +120,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.add_argument(
             f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name)
         )
-    parser.add_argument(
-        "--adam-betas", type=float, nargs=2, default=list(defaults.adam_betas), metavar=("B1", "B2")
-    )
+    parser.add_argument("--adam-beta1", type=float, default=defaults.adam_betas[0])
+    parser.add_argument("--adam-beta2", type=float, default=defaults.adam_betas[1])
     parser.add_argument(
         "--eval-slide-transitions",
         type=int,
@@ -97,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         learning_rate=args.learning_rate,
         min_learning_rate=args.min_learning_rate,
         weight_decay=args.weight_decay,
-        adam_betas=tuple(args.adam_betas),
+        adam_betas=(args.adam_beta1, args.adam_beta2),
         grad_clip=args.grad_clip,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,

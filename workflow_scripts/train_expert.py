@@ -269,6 +269,10 @@ def train_expert(
     output_dir = Path(output_dir)
     checkpoint_dir = output_dir / "checkpoints"
     monitor_path = output_dir / "monitor.csv"
+    # Episodes are logged live under a scratch name and published as monitor.csv when
+    # training ends: a killed run never leaves a monitor.csv that looks like a whole log
+    # (Snakemake would then hold the declared output as present but incomplete).
+    live_monitor_path = output_dir / ".monitor.csv.partial"
     output_dir.mkdir(parents=True, exist_ok=True)
     if device == "auto":
         # SB3's MLP policies run faster on the CPU than on a GPU; keep experts on the CPU.
@@ -297,7 +301,7 @@ def train_expert(
     model = load_checkpoint(checkpoint_dir, algo_class, venv, run_key, device)
     if model is None:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
-        monitor_path.write_text(
+        live_monitor_path.write_text(
             "#"
             + json.dumps({"env_id": env_id, "algo": algo, "seed": seed})
             + "\n"
@@ -316,10 +320,12 @@ def train_expert(
         )
     else:
         # Episodes logged after the checkpoint by the killed run would be counted twice.
-        shutil.copyfile(checkpoint_dir / "monitor.csv", monitor_path)
+        shutil.copyfile(checkpoint_dir / "monitor.csv", live_monitor_path)
 
     remaining = total_timesteps - model.num_timesteps
-    callback = TrainingLog(monitor_path, checkpoint_dir, checkpoint_every, total_timesteps, run_key)
+    callback = TrainingLog(
+        live_monitor_path, checkpoint_dir, checkpoint_every, total_timesteps, run_key
+    )
     started = time.time()
     if remaining > 0:
         model.learn(
@@ -329,6 +335,7 @@ def train_expert(
             tb_log_name=algo,
         )
     train_seconds = time.time() - started
+    os.replace(live_monitor_path, monitor_path)
 
     model_path = output_dir / f"{env_id}.zip"
     with atomic_path(model_path, suffix=".zip") as tmp:

@@ -133,7 +133,7 @@ def test_budgets_cli_writes_json_and_markdown(demo_datasets, tmp_path):
     assert budgets["envs"]["Acrobot-v1"]["source"] == "random_policy"
     assert budgets["envs"]["Acrobot-v1"]["n_transitions_measured"] == 199
     table = markdown.read_text()
-    assert f"| {dataset_env} | expert dataset |" in table
+    assert f"| {dataset_env} | expert dataset (`{demo_datasets[0]}`) |" in table
     assert "| Acrobot-v1 | random policy (estimate) | Box(6) | Discrete(3) |" in table
     with pytest.raises(BudgetError, match="both as dataset and random policy"):
         budgets_cli(

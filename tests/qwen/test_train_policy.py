@@ -254,3 +254,18 @@ def test_untrained_model_answer_is_a_policy_failure_with_the_raw_text(tiny_model
         policy.act(np.zeros(4, dtype=np.float32), None, None)
     assert failure.value.reason
     assert isinstance(failure.value.raw_output, str)
+
+
+def test_fifo_drop_of_several_transitions_rebuilds_less_often(tiny_model, encoder):
+    one_by_one = cartpole_policy(tiny_model, encoder, n_transitions_max=4)
+    by_three = cartpole_policy(tiny_model, encoder, n_transitions_max=4)
+    by_three.fifo_drop = 3
+    feed_steps(one_by_one, 10, encoder)
+    feed_steps(by_three, 10, encoder)
+    # One by one, steps 5..10 each overflow and rebuild; by three, only steps 5 and 8 do
+    # (the context then holds 2, 3, 4, 2, 3, 4 transitions).
+    assert one_by_one.n_cache_rebuilds == 6 and one_by_one.n_transitions_in_context == 4
+    assert by_three.n_cache_rebuilds == 2 and by_three.n_transitions_in_context == 4
+    with pytest.raises(ValueError, match="fifo_drop must be in 1..4"):
+        QwenPolicy(tiny_model, encoder, "CartPole-v1", by_three.observation_space,
+                   by_three.action_space, 4, 4096, fifo_drop=5)  # fmt: skip

@@ -30,19 +30,36 @@ STOP_SCRIPT = REPO_ROOT / "tests" / "slurm" / "stop-local-slurm.sh"
 PROFILE = REPO_ROOT / "profiles" / "slurm"
 
 ENVS = ["CartPole-v1", "FrozenLake-v1"]
-# The data half of the workflow for two envs at sizes that train in seconds.
+# The data half for two envs and the DM, at sizes that train in seconds.
 TINY_CONFIG = {
     "envs": ENVS,
-    "models": [],
+    "models": ["dm"],
     "experts": {env: {"n_timesteps": 2048} for env in ENVS},
     "expert_training": {"checkpoint_every": 1024, "eval_episodes": 1},
     "baseline": {"n_episodes": 5},
     "dataset": {"n_transitions": 300, "n_envs": 2},
     "evaluation": {"seeds": [0]},
+    "dm": {
+        "hidden_size": 32,
+        "num_layers": 2,
+        "num_heads": 4,
+        "intermediate_size": 64,
+        "sequence_length": 32,
+        "value_embedding_dim": 4,
+        "batch_size_per_gpu": 3,
+        "total_steps": 4,
+        "warmup_steps": 1,
+        "checkpoint_every": 2,
+        "log_every": 2,
+        "num_workers": 0,
+        "eval_slide_transitions": 3,
+    },
 }
-# Test-only speed-up: the first status poll after 5 s instead of the profile's 40 s. The
+MODEL = "results/models/dm/final"
+# Test-only speed-up: the first status poll after 2 s instead of the profile's 40 s. The
 # cluster's MinJobAge (600 s) keeps the squeue status check valid either way.
-FAST_POLLING = ["--slurm-init-seconds-before-status-checks", "5"]
+FAST_POLLING = ["--slurm-init-seconds-before-status-checks", "2"]
+JOB_LIMIT = 3
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 
 
@@ -110,12 +127,12 @@ def submitted_jobs(output: str) -> dict[str, Path]:
 
 
 def job_records(cluster: Cluster) -> dict[str, dict[str, str]]:
-    """Every job slurmctld still remembers (MinJobAge): id -> state, name, start, end."""
-    lines = cluster.run("squeue", "--states=all", "--noheader", "--format=%i|%T|%j|%S|%e")
+    """Every job slurmctld still remembers (MinJobAge): id -> state, start, end, comment."""
+    lines = cluster.run("squeue", "--states=all", "--noheader", "--format=%i|%T|%S|%e|%k")
     records = {}
     for line in lines.splitlines():
-        job_id, state, name, start, end = line.strip().split("|")
-        records[job_id] = {"state": state, "name": name, "start": start, "end": end}
+        job_id, state, start, end, comment = line.strip().split("|")
+        records[job_id] = {"state": state, "start": start, "end": end, "comment": comment}
     return records
 
 
@@ -143,10 +160,14 @@ def test_node_poses_as_an_8_gpu_h200_node(cluster):
 
 
 def test_two_envs_at_once_with_a_job_limit(cluster, workdir):
-    """Many envs in one submission, at most --jobs SLURM jobs at a time, all through sbatch."""
+    """Many envs in one submission, at most --jobs SLURM jobs at a time, all through sbatch.
+
+    Eight jobs, four ready at the start (hyperparams and baseline of each env), so the
+    limit of three is what holds them back.
+    """
     targets = [f"results/datasets/{env}.h5" for env in ENVS]
     targets += [f"results/baselines/{env}.json" for env in ENVS]
-    result = snakemake_with_profile(cluster, workdir, [*targets, "--jobs", "2"])
+    result = snakemake_with_profile(cluster, workdir, [*targets, "--jobs", str(JOB_LIMIT)])
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
 
@@ -171,13 +192,79 @@ def test_two_envs_at_once_with_a_job_limit(cluster, workdir):
     for job_id, log in jobs.items():
         assert log.name == f"{job_id}.log" and log.exists(), log
 
-    # slurmctld's own view: every one of them ran and completed, never more than 2 at once.
+    # slurmctld's own view: every one of them ran and completed, never more than the limit
+    # at once, and each carries its rule and wildcards in its comment.
     records = job_records(cluster)
     ours = [records[job_id] for job_id in jobs]
     assert {record["state"] for record in ours} == {"COMPLETED"}, ours
-    assert 1 <= most_jobs_at_once(ours) <= 2, ours
+    assert 2 <= most_jobs_at_once(ours) <= JOB_LIMIT, ours
+    for job_id, log in jobs.items():
+        rule, wildcards = log.parent.parent.name, log.parent.name
+        assert records[job_id]["comment"] == f"{rule}_wildcards_{wildcards}", records[job_id]
 
     # A second submission finds everything done and submits nothing.
-    again = snakemake_with_profile(cluster, workdir, [*targets, "--jobs", "2"])
+    again = snakemake_with_profile(cluster, workdir, targets)
     assert again.returncode == 0, again.stdout + again.stderr
     assert not submitted_jobs(again.stdout + again.stderr)
+
+
+def profile_set_resources(**changes: dict) -> list[str]:
+    """`--set-resources` arguments equal to the profile's, with some values changed."""
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    arguments = []
+    for rule, resources in profile["set-resources"].items():
+        for name, value in (resources | changes.get(rule, {})).items():
+            arguments.append(f"{rule}:{name}={value}")
+    return ["--set-resources", *arguments]
+
+
+def test_more_gpus_than_the_node_has_fail_at_submission(cluster, workdir):
+    """9 GPUs: sbatch refuses the job at once, nothing runs, Snakemake reports it."""
+    known_jobs = set(job_records(cluster))
+    args = [MODEL, "--retries", "0", *profile_set_resources(train_dm={"gpu": 9})]
+    result = snakemake_with_profile(cluster, workdir, args)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "SLURM sbatch failed" in output, output
+    assert "--gpus=h200:9" in output, output
+    assert "Requested node configuration is not available" in output, output
+    # The data jobs this target needs may have run; a train_dm job never reached SLURM.
+    new_jobs = {
+        job_id: record
+        for job_id, record in job_records(cluster).items()
+        if job_id not in known_jobs
+    }
+    assert not any(record["comment"] == "rule_train_dm" for record in new_jobs.values()), new_jobs
+    assert not (workdir / MODEL).exists()
+
+
+def test_train_dm_gets_the_whole_8_gpu_node(cluster, workdir):
+    """The profile's request as SLURM granted it, and the launcher seeing all 8 GPUs.
+
+    Run after the failed 9-GPU submission above, this is also the rerun after a failure.
+    """
+    result = snakemake_with_profile(cluster, workdir, [MODEL])
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    trained = [
+        (job_id, log)
+        for job_id, log in submitted_jobs(output).items()
+        if "rule_train_dm" in log.parts
+    ]
+    assert len(trained) == 1, output
+    job_id, slurm_log = trained[0]
+    assert slurm_log.exists()
+
+    job = cluster.run("scontrol", "show", "job", job_id)
+    assert "JobState=COMPLETED" in job, job
+    assert "TresPerJob=gres:gpu:h200:8" in job, job
+    # One task with 96 CPUs and 1 TB; --exclusive hands it every CPU of the node.
+    assert re.search(r"NumTasks=1 CPUs/Task=96\b", job), job
+    assert "NumCPUs=112" in job and "MinMemoryNode=1000000M" in job, job
+    assert "TimeLimit=1-00:00:00" in job, job
+
+    # Inside the job SLURM announced 8 GPUs; CUDA has none here, so the launcher ran the
+    # trainer as one CPU process and said why.
+    train_log = (workdir / "logs/dm/train.log").read_text()
+    assert "[launch] CPU, one process (allocation advertises 8 GPU(s), CUDA sees none)" in train_log
+    assert (workdir / MODEL / "config.json").exists()

@@ -79,7 +79,8 @@ def test_training_jobs_ask_for_one_whole_8_gpu_h200_node(paper_plan):
         assert resources["gpu_model"] == "h200", (rule, resources)
         # One task that torchrun splits into 8 GPU processes, with the node's CPUs.
         assert resources["tasks_per_gpu"] == "0", (rule, resources)
-        assert resources["cpus_per_task"] == "96" and job["threads"] == 96, (rule, job)
+        # Threads are per torchrun process: the node's CPUs shared by its 8 GPU processes.
+        assert resources["cpus_per_task"] == "96" and job["threads"] == 96 // 8, (rule, job)
         assert int(resources["mem_mb"]) >= 500_000, (rule, resources)
         assert resources["slurm_extra"] == "--exclusive", (rule, resources)
     by_rule = {job["rule"]: job["resources"] for job in paper_plan}

@@ -265,7 +265,10 @@ def budgets_markdown(budgets: dict[str, Any]) -> str:
     ]
     for env_id in sorted(budgets["envs"]):
         budget = budgets["envs"][env_id]
-        source = "expert dataset" if budget["source"] == "dataset" else "random policy (estimate)"
+        if budget["source"] == "dataset":
+            source = f"expert dataset (`{budget['source_path']}`)"
+        else:
+            source = "random policy (estimate)"
         lines.append(
             f"| {env_id} | {source} | {_space_label(budget['observation_space'])} "
             f"| {_space_label(budget['action_space'])} | {budget['system_prompt_tokens']} "

@@ -7,7 +7,8 @@ KV cache. Once it holds ``n_transitions_max`` transitions, the oldest is dropped
 and the system prompt kept; the new first observation is then shown without the previous
 outcome, as windows start in training, and the cache is rebuilt from the new context
 (the retained tokens' keys depend on the dropped ones through attention, so they cannot
-be reused). An answer that is not valid JSON or not an action of the space raises
+be reused); ``fifo_drop > 1`` drops several at once so that the cache is rebuilt every
+``fifo_drop`` steps instead of every step. An answer that is not valid JSON or not an action of the space raises
 :class:`workflow_scripts.policy.PolicyFailure` with the raw text.
 """
 
@@ -78,7 +79,10 @@ class QwenPolicy:
         n_transitions_max: int,
         max_seq_length: int,
         reuse_kv_cache: bool = True,
+        fifo_drop: int = 1,
     ):
+        if fifo_drop < 1 or fifo_drop > n_transitions_max:
+            raise ValueError(f"fifo_drop must be in 1..{n_transitions_max}, got {fifo_drop}")
         self.model = model.eval()
         self.encoder = encoder
         self.env_id = env_id
@@ -87,6 +91,7 @@ class QwenPolicy:
         self.n_transitions_max = int(n_transitions_max)
         self.max_seq_length = int(max_seq_length)
         self.reuse_kv_cache = reuse_kv_cache
+        self.fifo_drop = int(fifo_drop)
         self.max_new_tokens = max_answer_tokens(encoder, action_space)
         self.device = next(model.parameters()).device
         self.system_ids = encoder.message_ids(
@@ -161,9 +166,12 @@ class QwenPolicy:
             )
         )
         # FIFO: at most n_transitions_max transitions (the current one included), and room
-        # for the longest answer within max_seq_length.
-        while len(self._transitions) > self.n_transitions_max:
-            self._transitions.popleft()
+        # for the longest answer within max_seq_length. The paper drops one transition at a
+        # time (fifo_drop=1), which rebuilds the cache at every step once the window is full;
+        # dropping k at once rebuilds it every k steps, at the cost of a shorter context.
+        if len(self._transitions) > self.n_transitions_max:
+            for _ in range(min(self.fifo_drop, len(self._transitions) - 1)):
+                self._transitions.popleft()
         while (
             len(self.context_ids()) + self.max_new_tokens > self.max_seq_length
             and len(self._transitions) > 1
@@ -202,6 +210,9 @@ class QwenPolicy:
             if token == self.encoder.im_end_id:
                 return answer
             if len(answer) >= self.max_new_tokens:
+                # Closed and kept in the context, so the policy stays consistent if a
+                # caller carries on after the failure (the evaluation harness stops).
+                self.record_answer([*answer, self.encoder.im_end_id])
                 raise PolicyFailure(
                     f"no end of message within {self.max_new_tokens} generated tokens",
                     self.encoder.tokenizer.decode(answer),
@@ -232,10 +243,13 @@ def load_policy(
     env_id: str,
     device: str | torch.device | None = None,
     reuse_kv_cache: bool = True,
+    fifo_drop: int = 1,
 ) -> QwenPolicy:
     """The policy of a model folder written by ``train_qwen`` for one of its envs.
 
     ``device`` defaults to CUDA when available (bf16 weights there, fp32 on CPU).
+    ``reuse_kv_cache=False`` re-encodes the whole context at every step (for comparison);
+    ``fifo_drop`` is how many transitions a full window drops at once (the paper: 1).
     """
     model_dir = Path(model_dir)
     envs_path = model_dir / ENVS_FILE
@@ -267,4 +281,5 @@ def load_policy(
         spec["n_transitions_max"],
         envs["max_seq_length"],
         reuse_kv_cache=reuse_kv_cache,
+        fifo_drop=fifo_drop,
     )

@@ -1,0 +1,159 @@
+"""The evaluate / aggregate / plots rules in the real workflow: the plan, single-seed
+reruns, and the Snakemake report over a results folder."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from eval_inputs import write_baseline, write_dataset, write_seed_record
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def snakemake(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        SNAKEMAKE + args, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    counts = {}
+    for line in output.split("Job stats:")[-1].splitlines():
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if match and match.group(1) != "total":
+            counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+def test_paper_config_plans_every_evaluation(repo_root, tmp_path):
+    result = snakemake(
+        ["all", "-n", "-d", str(tmp_path), "-s", str(repo_root / "Snakefile")]
+        + ["--configfile", str(repo_root / "config.yaml")],
+        repo_root,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = job_counts(result.stdout)
+    config = yaml.safe_load((repo_root / "config.yaml").read_text())
+    assert len(config["envs"]) == 20 and config["models"] == ["dm", "qwen"]
+    assert counts["evaluate"] == 20 * 2 * len(config["evaluation"]["seeds"]) == 400
+    assert counts["aggregate"] == 1 and counts["plots"] == 1
+
+
+def copy_workflow(repo_root: Path, destination: Path) -> None:
+    for name in ("Snakefile", "config.yaml", "config.demo.yaml"):
+        shutil.copy(repo_root / name, destination / name)
+    for folder in ("rules", "report", "envs"):
+        shutil.copytree(repo_root / folder, destination / folder)
+
+
+def planned_outputs(output: str) -> list[str]:
+    """Every job's outputs, in the order the dry run schedules them (upstream first)."""
+    paths = []
+    for line in output.splitlines():
+        if line.strip().startswith("output:"):
+            paths += [path.strip() for path in line.split(":", 1)[1].split(",")]
+    return paths
+
+
+@pytest.fixture(scope="module")
+def finished_demo(repo_root, tmp_path_factory):
+    """A copy of the workflow whose demo results all exist and are up to date.
+
+    Every output the demo plans is created in DAG order (so Snakemake sees it as done);
+    the files the evaluation stages read get real content: baselines, datasets, expert
+    monitor logs and per-seed records. Table and plots are then left for the test.
+    """
+    workdir = tmp_path_factory.mktemp("demo")
+    copy_workflow(repo_root, workdir)
+    demo = ["--configfile", "config.demo.yaml"]
+    plan = snakemake(["-n", "--forceall", "all"] + demo, workdir)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config.update(yaml.safe_load((workdir / "config.demo.yaml").read_text()))
+    envs, models = config["envs"], config["models"]
+    seeds = config["evaluation"]["seeds"]
+    rng = np.random.default_rng(0)
+    start = 1_700_000_000
+    for index, path in enumerate(planned_outputs(plan.stdout)):
+        target = workdir / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        match = re.fullmatch(r"results/(\w+)/(.+)", path)
+        kind, rest = match.groups()
+        if path.startswith(("results/table", "results/plots")):
+            continue
+        if kind == "models" and rest.endswith("final"):
+            target.mkdir(exist_ok=True)
+            (target / "config.json").write_text("{}")
+        elif kind == "baselines":
+            env_id = Path(rest).stem
+            write_baseline(target, env_id, 10.0, None)
+        elif kind == "datasets":
+            env_id = Path(rest).stem
+            write_dataset(target, env_id, 200.0)
+        elif path.endswith("monitor.csv"):
+            lengths = rng.integers(10, 100, 50)
+            rows = [f"{5 * i},{n},{i},{lengths[: i + 1].sum()}" for i, n in enumerate(lengths)]
+            target.write_text("#{}\nr,l,t,timesteps\n" + "\n".join(rows) + "\n")
+        elif kind == "eval":
+            model, env_id, seed = re.fullmatch(r"(\w+)/(.+)/seed(\d+)\.json", rest).groups()
+            mean = 80.0 if model == "dm" else 30.0
+            write_seed_record(
+                workdir / "results/eval", model, env_id, int(seed), float(rng.normal(mean, 5))
+            )
+        else:
+            target.write_text("x")
+        os.utime(target, (start + index, start + index))
+    return workdir, demo, envs, models, seeds
+
+
+def test_table_plots_and_report_over_demo_results(finished_demo):
+    workdir, demo, envs, models, seeds = finished_demo
+    plan = snakemake(["-n", "all"] + demo, workdir)
+    assert job_counts(plan.stdout) == {"aggregate": 1, "plots": 1, "all": 1}, plan.stdout
+
+    run = snakemake(["--cores", "1", "all"] + demo, workdir)
+    assert run.returncode == 0, run.stdout + run.stderr
+    table = (workdir / "results/table.md").read_text()
+    config = yaml.safe_load((workdir / "config.demo.yaml").read_text())
+    for model in models:
+        assert f"| {config[model]['display_name']} (%) |" in table
+    for env_id in envs:
+        assert f"| {env_id} |" in table
+    lines = (workdir / "results/table.csv").read_text().splitlines()
+    assert len(lines) == 1 + len(envs) + 1  # header, envs, Average
+
+    report = snakemake(["--report", "results/report.html"] + demo, workdir)
+    assert report.returncode == 0, report.stdout + report.stderr
+    html = (workdir / "results/report.html").read_text()
+    for name in ("table.csv", "table.md", "normalized_scores.png", "expert_curves.png"):
+        assert name in html
+    assert "curve.png" in html  # every env's own expert curve, from train_expert
+
+
+def test_single_seed_target_reruns_exactly_that(finished_demo):
+    workdir, demo, envs, models, seeds = finished_demo
+    target = f"results/eval/{models[0]}/{envs[0]}/seed{seeds[-1]}.json"
+    plan = snakemake(["-n", "-f", target] + demo, workdir)
+    assert job_counts(plan.stdout) == {"evaluate": 1}, plan.stdout
+    assert f"--seed {seeds[-1]}" in snakemake(["-n", "-p", "-f", target] + demo, workdir).stdout
+
+
+def test_missing_per_seed_file_is_rebuilt_not_silently_skipped(finished_demo):
+    workdir, demo, envs, models, seeds = finished_demo
+    record = workdir / f"results/eval/{models[-1]}/{envs[-1]}/seed{seeds[0]}.json"
+    saved = record.read_text()
+    record.unlink()
+    try:
+        plan = snakemake(["-n", "results/table.csv"] + demo, workdir)
+        assert job_counts(plan.stdout) == {"evaluate": 1, "aggregate": 1}, plan.stdout
+    finally:
+        record.write_text(saved)

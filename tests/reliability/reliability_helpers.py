@@ -1,0 +1,300 @@
+"""Tools for the fault-injection tests: workflow copies, Snakemake runs, kills, checks.
+
+A module of its own (not conftest.py) so tests import it by a name no other test folder
+uses. Every workflow run happens in a copy of the workflow under a temporary folder, with
+tiny budgets; nothing here reads or writes the repository's own ``results/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+# One thread per process: CI has two cores and runs other tests beside these.
+QUIET_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+# The smallest run of the whole DAG on one env: a PPO expert that checkpoints twice,
+# a dataset of 2000 rows, a DM of ~50k parameters trained for a few steps, two
+# evaluation seeds. Overlaid on config.yaml (mappings merge, lists replace).
+TINY_DM = {
+    "hidden_size": 32,
+    "num_layers": 2,
+    "num_heads": 4,
+    "intermediate_size": 64,
+    "sequence_length": 32,
+    "value_embedding_dim": 4,
+    "batch_size_per_gpu": 4,
+    "total_steps": 12,
+    "warmup_steps": 2,
+    "learning_rate": 3.0e-3,
+    "min_learning_rate": 3.0e-4,
+    "checkpoint_every": 4,
+    "log_every": 4,
+    "num_workers": 0,
+    "resources": {"threads": 1, "mem_mb": 2000, "runtime": 30, "gpu": 0},
+}
+TINY_CONFIG = {
+    "envs": ["CartPole-v1"],
+    "models": [],
+    "experts": {"CartPole-v1": {"n_timesteps": 2048}},
+    "expert_training": {"checkpoint_every": 1024, "eval_episodes": 1},
+    "baseline": {"n_episodes": 5},
+    "dataset": {"n_transitions": 2000, "n_envs": 4},
+    "evaluation": {"seeds": [0, 1], "resources": {"dm": {"threads": 1}}},
+}
+
+
+def dm_rule_available() -> bool:
+    """Whether the workflow trains the DM yet (its rule and config land with the DM issue)."""
+    included = "rules/dm.smk" in (REPO_ROOT / "Snakefile").read_text()
+    return included and "dm" in yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
+
+
+def copy_workflow(destination: Path, with_code: bool = False) -> Path:
+    """Copy the workflow (Snakefile, config, rules, profiles...) into ``destination``.
+
+    ``with_code`` also copies the ``workflow_scripts`` package: ``python -m`` and the
+    Snakefile's imports then use that copy (the working directory comes first on
+    ``sys.path``), so a test can edit stage code without touching the repository.
+    """
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(REPO_ROOT / name, destination / name)
+    folders = ["rules", "report", "envs", "profiles"]
+    if with_code:
+        folders.append("workflow_scripts")
+    for folder in folders:
+        shutil.copytree(
+            REPO_ROOT / folder, destination / folder, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    return destination
+
+
+def write_overlay(workdir: Path, overlay: dict, name: str = "tiny.yaml") -> str:
+    """Write a config overlay into ``workdir`` and return its file name."""
+    (workdir / name).write_text(yaml.safe_dump(overlay, sort_keys=False))
+    return name
+
+
+def tiny_config(**changes) -> dict:
+    """:data:`TINY_CONFIG` with top-level keys replaced by ``changes``; it trains and
+    evaluates the tiny DM (:data:`TINY_DM`) once the workflow has a DM rule."""
+    config = json.loads(json.dumps(TINY_CONFIG))
+    if dm_rule_available():
+        config["models"] = ["dm"]
+    config.update(json.loads(json.dumps(changes)))
+    if "dm" in config["models"]:
+        config["dm"] = {**TINY_DM, **config.get("dm", {})}
+    return config
+
+
+def snakemake(
+    workdir: Path, *args: str, timeout: float = 600, check: bool = False
+) -> subprocess.CompletedProcess:
+    """Run ``python -m snakemake ARGS`` in ``workdir``; stdout and stderr as text."""
+    result = subprocess.run(
+        SNAKEMAKE + list(args),
+        cwd=workdir,
+        env=QUIET_ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{output_of(result)}")
+    return result
+
+
+def output_of(result: subprocess.CompletedProcess) -> str:
+    return (result.stdout or "") + (result.stderr or "")
+
+
+def start_snakemake(workdir: Path, *args: str, log_name: str = "snakemake.out") -> subprocess.Popen:
+    """Start Snakemake in its own session (so the whole run can be killed as a group)."""
+    log = open(workdir / log_name, "w")  # noqa: SIM115 - closed by the child's exit
+    return subprocess.Popen(
+        SNAKEMAKE + list(args),
+        cwd=workdir,
+        env=QUIET_ENV,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def wait_for(
+    condition: Callable[[], object],
+    process: subprocess.Popen | None = None,
+    timeout: float = 300,
+    what: str = "condition",
+) -> object:
+    """Poll ``condition`` until it is truthy; fail if ``process`` ends first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the run ended (code {process.returncode}) before {what}")
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def stage_processes(run: subprocess.Popen, module: str) -> list[psutil.Process]:
+    """Processes under ``run`` whose command line runs ``workflow_scripts.<module>``."""
+    try:
+        children = psutil.Process(run.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    found = []
+    for child in children:
+        try:
+            command = child.cmdline()
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            continue
+        # The module as the command (python -m M), not as an argument of the launcher.
+        if "-m" in command and command[command.index("-m") + 1 :][:1] == [
+            f"workflow_scripts.{module}"
+        ]:
+            found.append(child)
+    return found
+
+
+def kill_job(run: subprocess.Popen, module: str) -> int:
+    """SIGKILL the job running ``module`` (its shell and everything under it), as a
+    scheduler killing the job's process tree would; Snakemake itself stays alive."""
+    targets = stage_processes(run, module)
+    assert targets, f"no running workflow_scripts.{module} under Snakemake"
+    tree = set(targets)
+    for target in targets:
+        # The job's shell (bash -c ...) is the stage's parent under Snakemake.
+        parent = target.parent()
+        if parent is not None and parent.pid != run.pid:
+            tree.add(parent)
+        tree.update(target.children(recursive=True))
+    for process in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signal.SIGKILL)
+    psutil.wait_procs(list(tree), timeout=30)
+    return targets[0].pid
+
+
+def kill_run(run: subprocess.Popen) -> None:
+    """SIGKILL Snakemake and every job it started (a node failure or ``kill -9``)."""
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait(timeout=30)
+    # Jobs are in Snakemake's session: nothing of the run may survive.
+    leftovers = [p for p in psutil.process_iter(["pid"]) if _in_session(p, run.pid)]
+    for process in leftovers:
+        process.send_signal(signal.SIGKILL)
+    psutil.wait_procs(leftovers, timeout=30)
+
+
+def _in_session(process: psutil.Process, session_id: int) -> bool:
+    try:
+        return os.getsid(process.pid) == session_id
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def finish(run: subprocess.Popen, timeout: float = 600) -> int:
+    try:
+        return run.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_run(run)
+        raise
+
+
+# --------------------------------------------------------------------------- outputs
+def looks_partial(path: Path) -> bool:
+    """Names stages give unfinished work: hidden and ending in ``.partial`` (or
+    ``.partial-<pid>`` for folders)."""
+    return path.name.startswith(".") and ".partial" in path.name
+
+
+def check_outputs_are_complete(results: Path) -> list[Path]:
+    """Open every file under ``results`` that looks finished and check it is whole.
+
+    A file looks finished when neither it nor a folder above it has a partial name
+    (checkpoint folders are a stage's own scratch and are checked by their stage).
+    Returns the files checked; raises AssertionError naming the first broken one.
+    """
+    from workflow_scripts.dataset import DatasetError, validate_dataset
+
+    checked = []
+    for path in sorted(results.rglob("*")):
+        relative = path.relative_to(results)
+        if not path.is_file() or any(looks_partial(Path(part)) for part in relative.parts):
+            continue
+        if "checkpoints" in relative.parts or "tensorboard" in relative.parts:
+            continue
+        suffix = path.suffix
+        try:
+            if suffix == ".h5":
+                validate_dataset(path)
+            elif suffix == ".json":
+                json.loads(path.read_text())
+            elif suffix in (".yml", ".yaml"):
+                yaml.safe_load(path.read_text())
+            elif suffix == ".zip":
+                with zipfile.ZipFile(path) as archive:
+                    assert archive.testzip() is None
+            elif suffix == ".png":
+                assert path.read_bytes().endswith(b"IEND\xaeB`\x82"), "PNG has no end chunk"
+            elif suffix == ".csv" and path.name == "monitor.csv":
+                from workflow_scripts.train_expert import read_monitor
+
+                episodes = read_monitor(path)
+                assert list(episodes.columns) == ["r", "l", "t", "timesteps"]
+            elif suffix == ".safetensors":
+                from safetensors import safe_open
+
+                with safe_open(str(path), "pt") as handle:
+                    assert list(handle.keys())
+        except (DatasetError, AssertionError, ValueError, zipfile.BadZipFile, OSError) as error:
+            raise AssertionError(f"{path} looks finished but is not: {error}") from error
+        checked.append(path)
+    return checked
+
+
+def summary_table(result: subprocess.CompletedProcess) -> dict[str, dict[str, str]]:
+    """``snakemake --summary`` as {output file: {date, rule, log-file(s), status, plan}}."""
+    rows = {}
+    header = None
+    for line in result.stdout.splitlines():
+        fields = line.split("\t")
+        if fields[0] == "output_file":
+            header = fields
+            continue
+        if header and len(fields) == len(header):
+            rows[fields[0]] = dict(zip(header[1:], fields[1:], strict=True))
+    assert rows, f"no --summary table in:\n{output_of(result)}"
+    return rows
+
+
+def planned_jobs(dry_run: subprocess.CompletedProcess) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count} ({} when nothing is to be done)."""
+    text = output_of(dry_run)
+    if "Nothing to be done" in text:
+        return {}
+    counts = {}
+    for line in text.split("Job stats:")[-1].splitlines():
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if match and match.group(1) != "total":
+            counts[match.group(1)] = int(match.group(2))
+    return counts
