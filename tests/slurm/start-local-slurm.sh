@@ -68,10 +68,11 @@ install_packages() {
     command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
     log "installing slurmctld slurmd slurm-client munge (missing: ${missing[*]})"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2
+    apt-get update -qq >&2 || die "apt-get update failed (no network or Debian mirror?); install slurmctld slurmd slurm-client munge yourself"
     # The packages' postinst scripts try to start the system services; on a machine
     # without an init system that is refused, which is fine: we start our own daemons.
-    apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge >&2
+    apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge >&2 ||
+        die "apt-get install slurmctld slurmd slurm-client munge failed (output above)"
 }
 
 # --- 2. Already running? ----------------------------------------------------------------

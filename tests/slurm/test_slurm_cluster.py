@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -78,11 +79,16 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Cluster:
+    # Not a skip: CI runs as root on Debian, where the start script can always install SLURM,
+    # so a cluster that cannot start is a failure to look at, not a test to pass over.
+    deselect = 'deselect these tests with -m "not slurm" where that is expected'
     if os.geteuid() != 0:
-        pytest.skip("the local SLURM cluster needs root (it installs packages, runs slurmd)")
+        pytest.fail(
+            f"the local SLURM cluster needs root (installs packages, runs slurmd); {deselect}"
+        )
     installed = all(shutil.which(tool) for tool in ("slurmctld", "slurmd", "sbatch", "munged"))
     if not installed and not shutil.which("apt-get"):
-        pytest.skip("SLURM is not installed and there is no apt-get to install it")
+        pytest.fail(f"SLURM is not installed and there is no apt-get to install it; {deselect}")
     state_dir = tmp_path_factory.mktemp("slurm-state")
     try:
         started = subprocess.run(
@@ -101,13 +107,20 @@ def cluster(tmp_path_factory) -> Cluster:
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    """A copy of the workflow with the tiny config overlay, shared by this module's runs."""
+    """A copy of the workflow with the tiny config overlay, shared by this module's runs.
+
+    The copy includes workflow_scripts: `python -m` in the working directory (Snakemake's
+    and each job's) imports it before the installed package, so the rules' code hashes and
+    the jobs' code stay those of the copy even when the checkout is edited meanwhile.
+    """
     workdir = tmp_path_factory.mktemp("slurm-workflow")
     for name in ("Snakefile", "config.yaml"):
         shutil.copy(REPO_ROOT / name, workdir / name)
-    for folder in ("rules", "report", "envs"):
+    for folder in ("rules", "report", "envs", "workflow_scripts"):
         if (REPO_ROOT / folder).exists():
-            shutil.copytree(REPO_ROOT / folder, workdir / folder)
+            shutil.copytree(
+                REPO_ROOT / folder, workdir / folder, ignore=shutil.ignore_patterns("__pycache__")
+            )
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
     return workdir
 
@@ -115,10 +128,30 @@ def workdir(tmp_path_factory) -> Path:
 def snakemake_with_profile(
     cluster: Cluster, workdir: Path, args: list[str], timeout: int = 600
 ) -> subprocess.CompletedProcess:
-    """`snakemake --profile profiles/slurm ...` under `timeout -k` (a lost job can hang it)."""
-    command = ["timeout", "-k", "10", str(timeout), sys.executable, "-m", "snakemake"]
-    command += ["--profile", str(PROFILE), "--configfile", "tiny.yaml", *FAST_POLLING, *args]
-    return subprocess.run(command, cwd=workdir, env=cluster.environ, capture_output=True, text=True)
+    """`snakemake --profile profiles/slurm ...`, ended with its children if it outlives
+    `timeout` seconds (a lost job can hang it) or the test is interrupted."""
+    command = [sys.executable, "-m", "snakemake", "--profile", str(PROFILE)]
+    command += ["--configfile", "tiny.yaml", *FAST_POLLING, *args]
+    # Its own process group, so that everything it started (sbatch, squeue, ...) can be ended
+    # with it and nothing keeps polling a cluster the fixture is about to stop.
+    with subprocess.Popen(
+        command,
+        cwd=workdir,
+        env=cluster.environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except BaseException as error:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            if isinstance(error, subprocess.TimeoutExpired):
+                pytest.fail(f"snakemake still running after {timeout}s:\n{stdout}{stderr}")
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def submitted_jobs(output: str) -> dict[str, Path]:
@@ -127,12 +160,14 @@ def submitted_jobs(output: str) -> dict[str, Path]:
 
 
 def job_records(cluster: Cluster) -> dict[str, dict[str, str]]:
-    """Every job slurmctld still remembers (MinJobAge): id -> state, start, end, comment."""
-    lines = cluster.run("squeue", "--states=all", "--noheader", "--format=%i|%T|%S|%e|%k")
+    """Every job slurmctld still remembers (MinJobAge): id -> state, start, end, comment,
+    nodes (empty if it never got any) and reason."""
+    fields = ("state", "start", "end", "comment", "nodes", "reason")
+    lines = cluster.run("squeue", "--states=all", "--noheader", "--format=%i|%T|%S|%e|%k|%N|%r")
     records = {}
     for line in lines.splitlines():
-        job_id, state, start, end, comment = line.strip().split("|")
-        records[job_id] = {"state": state, "start": start, "end": end, "comment": comment}
+        job_id, *values = line.strip().split("|")
+        records[job_id] = dict(zip(fields, values, strict=True))
     return records
 
 
@@ -228,13 +263,17 @@ def test_more_gpus_than_the_node_has_fail_at_submission(cluster, workdir):
     assert "SLURM sbatch failed" in output, output
     assert "--gpus=h200:9" in output, output
     assert "Requested node configuration is not available" in output, output
-    # The data jobs this target needs may have run; a train_dm job never reached SLURM.
-    new_jobs = {
-        job_id: record
-        for job_id, record in job_records(cluster).items()
-        if job_id not in known_jobs
-    }
-    assert not any(record["comment"] == "rule_train_dm" for record in new_jobs.values()), new_jobs
+    # The data jobs this target needs may have run; the train_dm job never did. slurmctld
+    # (22.05) keeps a record of the rejected submission: FAILED at once, no node, reason
+    # BadConstraints.
+    new_jobs = [
+        record for job_id, record in job_records(cluster).items() if job_id not in known_jobs
+    ]
+    rejected = [record for record in new_jobs if record["comment"] == "rule_train_dm"]
+    assert len(rejected) <= 1, new_jobs
+    for record in rejected:
+        assert record["state"] == "FAILED" and record["nodes"] == "", record
+        assert record["reason"] == "BadConstraints" and record["start"] == record["end"], record
     assert not (workdir / MODEL).exists()
 
 

@@ -47,7 +47,10 @@ def planned_jobs(dry_run_output: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def paper_plan(tmp_path_factory) -> list[dict]:
     workdir = tmp_path_factory.mktemp("slurm-plan")
-    command = [sys.executable, "-m", "snakemake", "results/table.csv", "-n"]
+    # A dry run without --cores caps every job's threads at 1 (Snakemake sets cores=1 for
+    # it); a real SLURM submission caps nothing. --cores 96 (the training node's CPUs) shows
+    # the threads the jobs really get.
+    command = [sys.executable, "-m", "snakemake", "results/table.csv", "-n", "--cores", "96"]
     command += ["--profile", str(PROFILE), "-s", str(REPO_ROOT / "Snakefile"), "-d", str(workdir)]
     command += ["--configfile", str(REPO_ROOT / "config.yaml")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
