@@ -39,6 +39,8 @@ rule aggregate:
         mem_mb=1000,
         runtime=10,
     params:
+        # The stage's code and the package modules it imports: editing them reruns it.
+        code=code_sha256("workflow_scripts.aggregate"),
         # results/eval, from results/eval/{model}/{env}/seed{seed}.json
         eval_dir=lambda wildcards, input: Path(input.records[0]).parents[2],
         models=MODELS,
@@ -79,6 +81,8 @@ rule plots:
         mem_mb=2000,
         runtime=10,
     params:
+        # The stage's code and the package modules it imports: editing them reruns it.
+        code=code_sha256("workflow_scripts.plots"),
         # The folders the stage reads {model}/{env}/seed{seed}.json, {env}/monitor.csv,
         # {env}.json and {env}.h5 from, taken from the inputs.
         eval_dir=lambda wildcards, input: Path(input.records[0]).parents[2],

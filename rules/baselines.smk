@@ -11,6 +11,8 @@ rule baseline:
         mem_mb=1000,
         runtime=60,
     params:
+        # The stage's code and the package modules it imports: editing them reruns it.
+        code=code_sha256("workflow_scripts.baseline"),
         n_episodes=config["baseline"]["n_episodes"],
         seed=config["baseline"]["seed"],
         cap=lambda wildcards: cap_flag(wildcards.env),

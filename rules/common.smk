@@ -5,6 +5,7 @@ import os
 import re
 
 from workflow_scripts.config import expert_recipe, validate_config
+from workflow_scripts.provenance import code_sha256
 
 validate_config(config)
 

@@ -1,3 +1,16 @@
+from workflow_scripts.disk_plan import missing_datasets_message
+
+
+onstart:
+    # Before the first job: what the datasets still to collect need on disk, so a full-paper
+    # run states it up front (`python -m workflow_scripts.disk_plan` prints it per env).
+    print(
+        missing_datasets_message(
+            ENVS, config["dataset"]["n_transitions"], "results/datasets"
+        )
+    )
+
+
 rule rollout:
     """Collect the env's expert dataset: exactly N sampled transitions in one HDF5 file."""
     input:
@@ -16,6 +29,8 @@ rule rollout:
         mem_mb=4000,
         runtime=12 * 60,
     params:
+        # The stage's code and the package modules it imports: editing them reruns it.
+        code=code_sha256("workflow_scripts.rollout"),
         expert_dir=lambda wildcards, input: os.path.dirname(input.model),
         n_transitions=config["dataset"]["n_transitions"],
         n_envs=config["dataset"]["n_envs"],

@@ -3,9 +3,10 @@
 from workflow_scripts.train_dm import check_config as check_dm_config
 from workflow_scripts.train_dm import flags_from_config as dm_train_flags
 
-# Cross-key checks the schema cannot express (heads divide hidden, slide fits the context).
+# Cross-key checks the schema cannot express (heads divide hidden, slide fits the context,
+# a training window fits a dataset).
 if "dm" in config:
-    check_dm_config(config["dm"])
+    check_dm_config(config["dm"], config["dataset"]["n_transitions"])
 
 
 rule train_dm:
@@ -28,6 +29,8 @@ rule train_dm:
         runtime=lambda wildcards: config["dm"]["resources"]["runtime"],
         gpu=lambda wildcards: config["dm"]["resources"]["gpu"],
     params:
+        # The stage's code and the package modules it imports: editing them reruns it.
+        code=code_sha256("workflow_scripts.launch", "workflow_scripts.train_dm"),
         # Architecture, optimisation and evaluation context from config dm, as --flags.
         flags=lambda wildcards: dm_train_flags(config["dm"]),
         # Not outputs: they outlive a failed or killed job, so a rerun resumes.

@@ -24,6 +24,10 @@ rule evaluate:
         ],
         gpu=lambda wildcards: config["evaluation"]["resources"][wildcards.model]["gpu"],
     params:
+        # The stage's code and the package modules it imports: editing them reruns it.
+        code=lambda wildcards: code_sha256(
+            "workflow_scripts.evaluate", f"workflow_scripts.{wildcards.model}.policy"
+        ),
         # The env's episode cap from config (experts.<env>.max_episode_steps), as for the
         # baseline: normalized scores compare episodes of the same length.
         cap=lambda wildcards: cap_flag(wildcards.env),

@@ -23,6 +23,8 @@ rule train_expert:
         mem_mb=8000,
         runtime=24 * 60,
     params:
+        # The stage's code and the package modules it imports: editing them reruns it.
+        code=code_sha256("workflow_scripts.train_expert"),
         output_dir=lambda wildcards, output: os.path.dirname(output.model),
         seed=config["expert_training"]["seed"],
         checkpoint_every=config["expert_training"]["checkpoint_every"],

@@ -11,6 +11,8 @@ rule hyperparams:
         mem_mb=1000,
         runtime=10,
     params:
+        # The stage's code and the package modules it imports: editing them reruns it.
+        code=code_sha256("workflow_scripts.hyperparams"),
         algo=lambda wildcards: recipe(wildcards.env)["algo"],
         n_timesteps=lambda wildcards: recipe(wildcards.env)["n_timesteps"],
         source=lambda wildcards: recipe(wildcards.env)["hyperparams_source"],

@@ -2,7 +2,12 @@
 
 from shlex import quote
 
+from workflow_scripts.train_qwen import check_config as check_qwen_config
 from workflow_scripts.train_qwen import flags_from_config as qwen_train_flags
+
+# Checks the schema cannot express: one transition of every env fits max_seq_length.
+if "qwen" in MODELS:
+    check_qwen_config(config["qwen"], ENVS)
 
 
 rule qwen_budgets:
@@ -22,13 +27,15 @@ rule qwen_budgets:
         mem_mb=4000,
         runtime=60,
     params:
+        # The stage's code and the package modules it imports: editing them reruns it.
+        code=code_sha256("workflow_scripts.qwen_budgets"),
         max_seq_length=lambda wildcards: config["qwen"]["max_seq_length"],
         quantile=lambda wildcards: config["qwen"]["budget_quantile"],
         sample_rows=lambda wildcards: config["qwen"]["budget_sample_rows"],
         seed=lambda wildcards: config["qwen"]["seed"],
         # The packaged Qwen3 tokenizer unless the config names one.
         tokenizer=lambda wildcards: (
-            "--tokenizer " + quote(config["qwen"]["tokenizer"])
+            f"--tokenizer {quote(config['qwen']['tokenizer'])}"
             if config["qwen"]["tokenizer"]
             else ""
         ),
@@ -60,6 +67,8 @@ rule train_qwen:
         runtime=lambda wildcards: config["qwen"]["resources"]["runtime"],
         gpu=lambda wildcards: config["qwen"]["resources"]["gpu"],
     params:
+        # The stage's code and the package modules it imports: editing them reruns it.
+        code=code_sha256("workflow_scripts.launch", "workflow_scripts.train_qwen"),
         # Model source, optimisation and system settings from config qwen, as --flags.
         flags=lambda wildcards: qwen_train_flags(config["qwen"]),
         # Not outputs: they outlive a failed or killed job, so a rerun resumes.

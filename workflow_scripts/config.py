@@ -65,6 +65,14 @@ def accepted_hyperparameters(algo: str) -> set[str]:
     return {name for name in parameters if name not in ("self", "policy", "env")}
 
 
+def accepted_policy_kwargs(algo: str, policy: str = "MlpPolicy") -> set[str]:
+    """Keyword arguments the algorithm's policy class accepts in ``policy_kwargs``."""
+    policy_class = algorithm_class(algo).policy_aliases[policy]
+    parameters = inspect.signature(policy_class.__init__).parameters
+    given_by_algo = ("self", "observation_space", "action_space", "lr_schedule")
+    return {name for name in parameters if name not in given_by_algo}
+
+
 def _key_path(error: jsonschema.ValidationError) -> str:
     parts = [
         str(part) if not isinstance(part, int) else f"[{part}]" for part in error.absolute_path
@@ -92,12 +100,23 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         if env_id not in config["envs"]:
             continue  # recipes for envs this run skips are not checked against gymnasium
         accepted = accepted_hyperparameters(recipe["algo"])
-        for name in recipe.get("overrides", {}):
+        overrides = recipe.get("overrides", {})
+        for name in overrides:
             if name not in accepted:
                 problems.append(
                     f"experts.{env_id}.overrides.{name}: not a hyperparameter of "
                     f"{recipe['algo'].upper()} (accepted: {', '.join(sorted(accepted))})"
                 )
+        if isinstance(overrides.get("policy_kwargs"), dict):
+            # A typo here would otherwise surface only when the expert job builds its policy.
+            accepted_policy = accepted_policy_kwargs(recipe["algo"])
+            for name in overrides["policy_kwargs"]:
+                if name not in accepted_policy:
+                    problems.append(
+                        f"experts.{env_id}.overrides.policy_kwargs.{name}: not an argument of "
+                        f"{recipe['algo'].upper()}'s MlpPolicy (accepted: "
+                        f"{', '.join(sorted(accepted_policy))})"
+                    )
     for model in config["models"]:
         if model not in config:
             problems.append(f"models: {model!r} is listed but the config has no {model!r} section")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,9 @@ REQUIRED_ATTRS = (
 CHUNK_ROWS = 4096
 # Rows per block when scanning a file for NaN/inf without loading it whole.
 SCAN_ROWS = 1 << 18
+# The workflow names each env's file results/datasets/{env}.h5 (a Gymnasium id, as in the
+# config schema); a file so named must hold that env.
+ENV_FILE_NAME = re.compile(r"^(?P<env_id>[A-Za-z0-9_]+-v[0-9]+)\.h5$")
 
 
 class DatasetError(ValueError):
@@ -324,6 +328,54 @@ def validate_dataset(
                         raise DatasetError(
                             path, f"{name} row {row} holds {block[row - start]}, outside {space}"
                         )
+    return info
+
+
+def expected_env_id(path: str | os.PathLike) -> str | None:
+    """The env id a file's name promises (``results/datasets/{env}.h5``), or None."""
+    match = ENV_FILE_NAME.match(Path(path).name)
+    return match.group("env_id") if match else None
+
+
+def check_training_dataset(
+    path: str | os.PathLike,
+    env_id: str | None = None,
+    scan: bool = True,
+    unregistered_ok: bool = False,
+) -> DatasetInfo:
+    """What a training stage checks of one input before its first step.
+
+    The file is whole and complete (:func:`read_info`); it holds ``env_id`` (by default the
+    env its file name promises); its spaces are the ones the installed Gymnasium builds for
+    that env (a file from another env version or space is refused); and, with ``scan``,
+    every value is finite and inside its space (:func:`validate_dataset`). Raises
+    :class:`DatasetError` naming the file and the problem; never changes the file.
+    ``unregistered_ok`` skips the space check for an env Gymnasium does not register
+    (hand-made files), instead of refusing the file.
+    """
+    from workflow_scripts.envs import UnknownEnvError, make_env
+
+    info = read_info(path, env_id=env_id or expected_env_id(path))
+    try:
+        env = make_env(info.env_id)
+    except UnknownEnvError as error:
+        if not unregistered_ok:
+            raise DatasetError(path, str(error)) from None
+        return validate_dataset(path) if scan else info
+    observation_space, action_space = env.observation_space, env.action_space
+    env.close()
+    for name, expected, actual in (
+        ("observation", observation_space, info.observation_space),
+        ("action", action_space, info.action_space),
+    ):
+        if space_to_json(expected) != space_to_json(actual):
+            raise DatasetError(
+                path,
+                f"{name} space {actual} is not {info.env_id}'s {expected} (made with another "
+                "env version or space?)",
+            )
+    if scan:
+        validate_dataset(path)
     return info
 
 

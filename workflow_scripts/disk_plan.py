@@ -51,6 +51,25 @@ def check_free_space(folder: str | Path, needed_bytes: int, what: str) -> None:
         )
 
 
+def missing_datasets_message(env_ids: list[str], n_transitions: int, folder: str | Path) -> str:
+    """One line for the start of a run: what the datasets not yet collected need, and the
+    free space of their folder (with a warning when it is not enough)."""
+    folder = Path(folder)
+    missing = [env for env in env_ids if not (folder / f"{env}.h5").exists()]
+    if not missing:
+        return f"disk plan: every dataset in {folder} exists"
+    needed = sum(dataset_bytes(env, n_transitions) for env in missing)
+    probe = next((parent for parent in (folder, *folder.parents) if parent.exists()), Path("."))
+    free = shutil.disk_usage(probe).free
+    line = (
+        f"disk plan: {len(missing)} dataset(s) still to collect into {folder} need "
+        f"{needed / 1e9:.2f} GB; {free / 1e9:.2f} GB free"
+    )
+    if free < needed:
+        line = "WARNING " + line + " - NOT ENOUGH: rollouts will refuse to start"
+    return line
+
+
 def main(argv: list[str] | None = None) -> None:
     from workflow_scripts.config import load_config
 

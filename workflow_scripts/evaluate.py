@@ -289,7 +289,8 @@ def evaluate_model_seed(
         "model": model,
         **record,
         "model_dir": str(model_dir),
-        "model_sha256": sha256_tree(model_dir),
+        # The model itself (weights, config, card), not its training log of wall-clock times.
+        "model_sha256": sha256_tree(model_dir, exclude=("training.json",)),
         "baseline": str(baseline_path),
         "baseline_sha256": sha256_file(baseline_path),
         "dataset": str(dataset_path),

@@ -7,7 +7,9 @@ finished. Every output also records the package versions and input hashes it cam
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -55,13 +57,18 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def sha256_tree(path: str | os.PathLike) -> str:
-    """Hex SHA-256 over a folder: relative names and bytes of every file, in sorted order."""
+def sha256_tree(path: str | os.PathLike, exclude: tuple[str, ...] = ()) -> str:
+    """Hex SHA-256 over a folder: relative names and bytes of every file, in sorted order.
+
+    ``exclude`` names files (relative to the folder) left out, e.g. a provenance file that
+    records wall-clock times and would make two identical models hash differently.
+    """
     root = Path(path)
     if root.is_file():
         return sha256_file(root)
     digest = hashlib.sha256()
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+    files = (p for p in root.rglob("*") if p.is_file())
+    for file in sorted(p for p in files if str(p.relative_to(root)) not in exclude):
         digest.update(str(file.relative_to(root)).encode())
         digest.update(bytes.fromhex(sha256_file(file)))
     return digest.hexdigest()
@@ -70,6 +77,64 @@ def sha256_tree(path: str | os.PathLike) -> str:
 def sha256_json(value: Any) -> str:
     """Hex SHA-256 of a JSON-serialisable value in canonical form (sorted keys)."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE = PACKAGE_DIR.name
+
+
+@functools.cache
+def code_sha256(*modules: str) -> str:
+    """Hex SHA-256 of the code a stage runs: the source of ``modules`` and of every module of
+    this package they import, directly or not (found by reading the files, not importing).
+
+    Rules pass it as a param, so Snakemake's params trigger reruns a stage (and what depends
+    on it) when its code changes, and nothing else; a rule's own command is covered by
+    Snakemake's code trigger already.
+    """
+    sources: dict[str, bytes] = {}
+    pending = list(modules)
+    while pending:
+        name = pending.pop()
+        path = _module_file(name)
+        if name in sources or path is None:
+            continue
+        sources[name] = path.read_bytes()
+        pending += _package_imports(name, path, sources[name])
+    digest = hashlib.sha256()
+    for name in sorted(sources):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(sources[name]).digest())
+    return digest.hexdigest()
+
+
+def _module_file(name: str) -> Path | None:
+    """Source file of a module of this package, or None (not ours, or not a module)."""
+    parts = name.split(".")
+    if parts[0] != PACKAGE:
+        return None
+    base = PACKAGE_DIR.joinpath(*parts[1:])
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _package_imports(name: str, path: Path, source: bytes) -> list[str]:
+    """Names this module imports that may be modules of this package."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(source, filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            # `from pkg import mod` imports a module; `from mod import name` a name (skipped
+            # by _module_file, which finds no file for it).
+            found += [base] + [f"{base}.{alias.name}" for alias in node.names]
+    return [module for module in found if module.split(".")[0] == PACKAGE]
 
 
 @contextlib.contextmanager

@@ -56,14 +56,26 @@ def flags_from_config(settings: dict[str, Any]) -> str:
     return " ".join(shlex.quote(flag) for flag in flags)
 
 
-def check_config(settings: dict[str, Any]) -> None:
+def check_config(settings: dict[str, Any], n_transitions: int | None = None) -> None:
     """Cross-key checks of the ``dm`` section the JSON schema cannot express.
 
-    Raises :class:`workflow_scripts.config.ConfigError` naming the key, before any job runs.
+    ``n_transitions`` (config ``dataset.n_transitions``) is the rows of each env's dataset:
+    a training window of ``sequence_length / 2`` transitions must fit in it. Raises
+    :class:`workflow_scripts.config.ConfigError` naming the key, before any job runs.
     """
     from workflow_scripts.config import ConfigError
 
     problems = []
+    if settings["sequence_length"] < 2:
+        problems.append(
+            f"dm.sequence_length: {settings['sequence_length']} positions cannot hold one "
+            "transition (2 positions: observation and action)"
+        )
+    elif n_transitions is not None and settings["sequence_length"] // 2 > n_transitions:
+        problems.append(
+            f"dm.sequence_length: a window of {settings['sequence_length'] // 2} transitions "
+            f"does not fit a dataset of dataset.n_transitions {n_transitions} rows"
+        )
     if settings["hidden_size"] % settings["num_heads"]:
         problems.append(
             f"dm.hidden_size: {settings['hidden_size']} is not divisible by dm.num_heads "

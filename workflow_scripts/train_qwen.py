@@ -17,9 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import sys
 from typing import Any
 
-from workflow_scripts.qwen.train import TrainConfig, train
+from workflow_scripts.dataset import DatasetError
+from workflow_scripts.qwen.train import CheckpointMismatch, TrainConfig, TrainingDiverged, train
 
 DEFAULTS = TrainConfig(datasets=[], budgets="", output="", checkpoint_dir="")
 # Keys of the config's `qwen` section that are flags of the same name (the rest choose the
@@ -59,6 +61,34 @@ def flags_from_config(settings: dict[str, Any]) -> str:
     checkpointing = settings["gradient_checkpointing"]
     flags.append("--gradient-checkpointing" if checkpointing else "--no-gradient-checkpointing")
     return " ".join(shlex.quote(flag) for flag in flags)
+
+
+def check_config(settings: dict[str, Any], env_ids: list[str]) -> None:
+    """Checks of the ``qwen`` section the JSON schema cannot express, before any job runs.
+
+    For every env, the system prompt and one transition (a random-policy step, counted with
+    the run's tokenizer) must fit ``max_seq_length``; otherwise ``qwen_budgets`` would fail
+    only after every dataset was collected. Raises
+    :class:`workflow_scripts.config.ConfigError` naming the key and the env.
+    """
+    from workflow_scripts.config import ConfigError
+    from workflow_scripts.qwen.budgets import BudgetError, budgets_from_random_policy
+    from workflow_scripts.qwen.tokenizer import ChatMLEncoder, load_tokenizer
+
+    try:
+        encoder = ChatMLEncoder(load_tokenizer(settings["tokenizer"]))
+    except OSError:
+        return  # a hub tokenizer not reachable from here: train_qwen checks it on its node
+    problems = []
+    for env_id in env_ids:
+        try:
+            budgets_from_random_policy(
+                encoder, [env_id], settings["max_seq_length"], quantile=0.5, n_rows=3, seed=0
+            )
+        except BudgetError as error:
+            problems.append(f"qwen.max_seq_length: {error}")
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
@@ -128,7 +158,14 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> None:
-    train(parse_args(argv))
+    config = parse_args(argv)
+    try:
+        train(config)
+    except (DatasetError, TrainingDiverged, CheckpointMismatch) as error:
+        # Faults the user fixes (a bad input, a diverged run, another run's checkpoints):
+        # one message naming the file or step, not a traceback.
+        print(f"[train_qwen] error: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

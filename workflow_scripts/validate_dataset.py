@@ -1,8 +1,9 @@
 """Check expert dataset files by hand: ``python -m workflow_scripts.validate_dataset FILE...``.
 
 Runs the same full check training runs before its first step (structure, attributes,
-spaces, every value finite, discrete values inside their space) and prints what each
-file declares. Exits 1 if any file is invalid, naming the file and the problem.
+the env its name promises, that env's spaces, every value finite, discrete values inside
+their space) and prints what each file declares. Exits 1 if any file is invalid, naming
+the file and the problem.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from workflow_scripts.dataset import DatasetError, validate_dataset
+from workflow_scripts.dataset import DatasetError, check_training_dataset
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     for path in args.files:
         try:
-            info = validate_dataset(path, env_id=args.env)
+            info = check_training_dataset(path, env_id=args.env, unregistered_ok=True)
         except DatasetError as error:
             print(f"INVALID {error}", file=sys.stderr)
             failures += 1

@@ -145,7 +145,7 @@ def test_resume_after_a_kill_continues_from_the_checkpoint(inputs, trained, tmp_
         torch.testing.assert_close(resumed[name], reference[name], rtol=1e-5, atol=1e-6)
 
     with pytest.raises(CheckpointMismatch, match="differs in: learning_rate"):
-        train_cli(train_args(inputs, tmp_path, **{"--learning-rate": "2e-2"}))
+        train_module.train(parse_args(train_args(inputs, tmp_path, **{"--learning-rate": "2e-2"})))
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
@@ -163,7 +163,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
 
     monkeypatch.setattr(AssistantTokenLoss, "forward", nan_from_step_three)
     with pytest.raises(TrainingDiverged, match=r"step 3: loss nan.*step_00000002"):
-        train_cli(train_args(inputs, tmp_path))
+        train_module.train(parse_args(train_args(inputs, tmp_path)))
     assert [step for step, _ in list_checkpoints(tmp_path / "checkpoints")] == [2]
     assert not (tmp_path / "final").exists()
 

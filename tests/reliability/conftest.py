@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import shutil
+import sys
 from pathlib import Path
 
 import pytest
-from reliability_helpers import copy_workflow, snakemake, tiny_config, write_overlay
 
+# The DM and Qwen test helpers (tiny real-env datasets, a tiny Qwen3 shape) are reused here,
+# not copied: their folders go on the path as pytest puts them when it collects those tests.
+TESTS = Path(__file__).resolve().parents[1]
+for folder in (TESTS / "dm", TESTS / "qwen"):
+    if str(folder) not in sys.path:
+        sys.path.append(str(folder))
 
-def final_targets(config: dict) -> list[str]:
-    """Every file of the tiny run: datasets and baselines, and evaluations when a model runs."""
-    targets = []
-    for env in config["envs"]:
-        targets += [f"results/datasets/{env}.h5", f"results/baselines/{env}.json"]
-        for model in config["models"]:
-            targets += [f"results/eval/{model}/{env}/seed{seed}.json" for seed in config["evaluation"]["seeds"]]  # fmt: skip
-    return targets
+from reliability_helpers import (  # noqa: E402
+    clone_workflow,
+    copy_workflow,
+    final_targets,
+    snakemake,
+    tiny_config,
+    write_overlay,
+)
 
 
 @pytest.fixture(scope="session")
@@ -31,12 +36,6 @@ def built_workflow(tmp_path_factory) -> Path:
         "--configfile", overlay, check=True,
     )  # fmt: skip
     return workdir
-
-
-def clone_workflow(source: Path, destination: Path) -> Path:
-    """Copy a workflow folder with its results and Snakemake metadata, keeping file times."""
-    shutil.copytree(source, destination, symlinks=True)
-    return destination
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ tiny budgets; nothing here reads or writes the repository's own ``results/``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import psutil
 import yaml
+from dm_helpers import TINY_ARCHITECTURE
+from qwen_inputs import TINY_QWEN3
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -46,23 +49,18 @@ TINY_DM = {
     "checkpoint_every": 4,
     "log_every": 4,
     "num_workers": 0,
+    "eval_slide_transitions": 4,
     "resources": {"threads": 1, "mem_mb": 2000, "runtime": 30, "gpu": 0},
 }
 TINY_CONFIG = {
     "envs": ["CartPole-v1"],
-    "models": [],
+    "models": ["dm"],
     "experts": {"CartPole-v1": {"n_timesteps": 2048}},
     "expert_training": {"checkpoint_every": 1024, "eval_episodes": 1},
     "baseline": {"n_episodes": 5},
     "dataset": {"n_transitions": 2000, "n_envs": 4},
     "evaluation": {"seeds": [0, 1], "resources": {"dm": {"threads": 1}}},
 }
-
-
-def dm_rule_available() -> bool:
-    """Whether the workflow trains the DM yet (its rule and config land with the DM issue)."""
-    included = "rules/dm.smk" in (REPO_ROOT / "Snakefile").read_text()
-    return included and "dm" in yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
 
 
 def copy_workflow(destination: Path, with_code: bool = False) -> Path:
@@ -85,6 +83,12 @@ def copy_workflow(destination: Path, with_code: bool = False) -> Path:
     return destination
 
 
+def clone_workflow(source: Path, destination: Path) -> Path:
+    """Copy a workflow folder with its results and Snakemake metadata, keeping file times."""
+    shutil.copytree(source, destination, symlinks=True)
+    return destination
+
+
 def write_overlay(workdir: Path, overlay: dict, name: str = "tiny.yaml") -> str:
     """Write a config overlay into ``workdir`` and return its file name."""
     (workdir / name).write_text(yaml.safe_dump(overlay, sort_keys=False))
@@ -93,14 +97,22 @@ def write_overlay(workdir: Path, overlay: dict, name: str = "tiny.yaml") -> str:
 
 def tiny_config(**changes) -> dict:
     """:data:`TINY_CONFIG` with top-level keys replaced by ``changes``; it trains and
-    evaluates the tiny DM (:data:`TINY_DM`) once the workflow has a DM rule."""
+    evaluates the tiny DM (:data:`TINY_DM`, merged under any ``dm`` change)."""
     config = json.loads(json.dumps(TINY_CONFIG))
-    if dm_rule_available():
-        config["models"] = ["dm"]
     config.update(json.loads(json.dumps(changes)))
     if "dm" in config["models"]:
         config["dm"] = {**TINY_DM, **config.get("dm", {})}
     return config
+
+
+def final_targets(config: dict) -> list[str]:
+    """Every file of the tiny run: datasets and baselines, and evaluations when a model runs."""
+    targets = []
+    for env in config["envs"]:
+        targets += [f"results/datasets/{env}.h5", f"results/baselines/{env}.json"]
+        for model in config["models"]:
+            targets += [f"results/eval/{model}/{env}/seed{seed}.json" for seed in config["evaluation"]["seeds"]]  # fmt: skip
+    return targets
 
 
 def snakemake(
@@ -270,6 +282,37 @@ def check_outputs_are_complete(results: Path) -> list[Path]:
             raise AssertionError(f"{path} looks finished but is not: {error}") from error
         checked.append(path)
     return checked
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """{relative path: sha256} of every file under ``folder``: compare two to see what changed."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+# ------------------------------------------------------------------- trainer command lines
+def dm_arguments(datasets: list[Path], run: Path) -> list[str]:
+    """``train_dm`` flags for a 4-step run of the tiny DM (tests/dm) writing under ``run``."""
+    return [
+        "--datasets", *map(str, datasets), "--output", str(run / "final"),
+        "--checkpoint-dir", str(run / "checkpoints"), "--total-steps", "4", "--batch-size", "2",
+        "--warmup-steps", "1", "--num-workers", "0", "--eval-slide-transitions", "2",
+        *[f"--{key.replace('_', '-')}={value}" for key, value in TINY_ARCHITECTURE.items()],
+    ]  # fmt: skip
+
+
+def qwen_arguments(datasets: list[Path], run: Path, budgets: Path) -> list[str]:
+    """``train_qwen`` flags for a 2-step run of the tiny random Qwen3 (tests/qwen)."""
+    return [
+        "--datasets", *map(str, datasets), "--budgets", str(budgets),
+        "--output", str(run / "final"), "--checkpoint-dir", str(run / "checkpoints"),
+        "--random-init", json.dumps(TINY_QWEN3), "--max-seq-length", "384",
+        "--global-batch-size", "2", "--micro-batch-size", "2", "--max-steps", "2",
+        "--num-workers", "0",
+    ]  # fmt: skip
 
 
 def summary_table(result: subprocess.CompletedProcess) -> dict[str, dict[str, str]]:

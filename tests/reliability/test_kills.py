@@ -21,7 +21,6 @@ import pytest
 from reliability_helpers import (
     check_outputs_are_complete,
     copy_workflow,
-    dm_rule_available,
     finish,
     kill_job,
     kill_run,
@@ -39,6 +38,7 @@ PROFILE = ("--profile", "profiles/local", "--cores", "1")
 EXPERT_OUTPUTS = ("CartPole-v1.zip", "expert.json", "monitor.csv", "curve.png")
 
 
+@pytest.mark.slow  # about a minute: several Snakemake runs
 def test_killed_snakemake_during_expert_training_resumes_from_the_checkpoint(tmp_path):
     workdir = copy_workflow(tmp_path / "workflow")
     # 512-step PPO rollouts and a checkpoint every 1024 steps: several checkpoints in a few
@@ -83,6 +83,7 @@ def test_killed_snakemake_during_expert_training_resumes_from_the_checkpoint(tmp
     check_outputs_are_complete(workdir / "results")
 
 
+@pytest.mark.slow  # about a minute: several Snakemake runs
 def test_killed_rollout_job_is_redone_by_the_same_command(built_copy):
     workdir = built_copy
     dataset = workdir / "results/datasets/CartPole-v1.h5"
@@ -120,7 +121,6 @@ def _training_command(workdir: Path, overlay: str) -> tuple[str, ...]:
     return (*PROFILE, "results/models/dm/final", "--configfile", overlay)
 
 
-@pytest.mark.skipif(not dm_rule_available(), reason="rules/dm.smk has not landed yet")
 def test_killed_dm_training_job_resumes_from_its_last_checkpoint(built_copy):
     workdir = built_copy
     # A longer run than the fixture's, so it is still training after its first checkpoint.
@@ -158,7 +158,7 @@ def test_killed_dm_training_job_resumes_from_its_last_checkpoint(built_copy):
     check_outputs_are_complete(workdir / "results")
 
 
-@pytest.mark.skipif(not dm_rule_available(), reason="rules/dm.smk has not landed yet")
+@pytest.mark.slow  # about a minute: several Snakemake runs
 def test_killed_snakemake_during_evaluation_is_redone(built_copy):
     workdir = built_copy
     record = workdir / "results/eval/dm/CartPole-v1/seed0.json"

@@ -32,7 +32,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
-from workflow_scripts.dataset import DatasetInfo, read_info, validate_dataset
+from workflow_scripts.dataset import DatasetInfo, check_training_dataset, validate_dataset
 from workflow_scripts.distributed import DistributedContext, cleanup_distributed, setup_distributed
 from workflow_scripts.dm.data import WindowBatches, make_loader
 from workflow_scripts.dm.model import (
@@ -316,7 +316,8 @@ def model_card(model: DecisionModel, summary: dict) -> str:
 
 # --------------------------------------------------------------------------- training
 def _check_datasets(settings: TrainSettings, ctx: DistributedContext) -> list[DatasetInfo]:
-    infos = [read_info(path) for path in settings.datasets]
+    """Every input whole, of the env its name says, with that env's spaces; no NaN/inf."""
+    infos = [check_training_dataset(path, scan=False) for path in settings.datasets]
     env_ids = [info.env_id for info in infos]
     if len(set(env_ids)) != len(env_ids):
         raise ValueError(f"two datasets hold the same env: {env_ids}")
@@ -506,6 +507,16 @@ def _train(settings: TrainSettings, ctx: DistributedContext) -> Path | None:
             "settings": {key: value for key, value in asdict(settings).items() if key != "extra"},
             "fingerprint": fingerprint,
             "fingerprint_sha256": sha256_json(fingerprint),
+            # The inputs: hashing every 10M-row file would take minutes; its attributes
+            # (expert checkpoint hash, seed, rows, versions) identify its content.
+            "datasets": [
+                {
+                    "path": str(info.path),
+                    "env_id": info.env_id,
+                    "attrs_sha256": sha256_json(info.attrs),
+                }
+                for info in infos
+            ],
             "last_checkpoint": str(last_good) if last_good else None,
             "wall_time_s_this_invocation": round(time.time() - started, 1),
             "versions": package_versions(),

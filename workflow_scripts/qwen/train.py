@@ -42,7 +42,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from transformers import AutoModelForCausalLM
 
-from workflow_scripts.dataset import read_info
+from workflow_scripts.dataset import check_training_dataset, read_info
 from workflow_scripts.distributed import DistributedContext, cleanup_distributed, setup_distributed
 from workflow_scripts.provenance import package_versions, sha256_file, sha256_json
 from workflow_scripts.qwen.budgets import BudgetError, read_budgets
@@ -376,6 +376,11 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> Path | None:
             f"{config.micro_batch_size} x {ctx.world_size} process(es)"
         )
     accumulation = config.global_batch_size // per_pass
+    # Every input is checked before anything is built or trained: a truncated, foreign or
+    # NaN-holding file stops the run here, naming the file (each process scans its share).
+    for index, path in enumerate(config.datasets):
+        check_training_dataset(path, scan=index % ctx.world_size == ctx.rank)
+    ctx.barrier()
     _log(
         ctx,
         f"[train_qwen] {ctx.world_size} process(es) on {ctx.device} "
