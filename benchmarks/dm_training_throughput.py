@@ -9,9 +9,11 @@ at 256 and 1024 positions with the same tokens per step:
   with the DM's embeddings, heads and loss around it;
 * ``dm``: our model as trained (``transformers.LlamaModel`` fed ``inputs_embeds``, no mask,
   no position ids);
-* ``dm+position_ids``: the same model called the way a first draft did, passing explicit
-  ``position_ids``: transformers then checks for packed sequences, cannot skip the mask,
-  builds a (B,1,T,T) boolean mask and sdpa leaves its causal kernel.
+* ``dm+position_ids``: the same model called with explicit ``position_ids``, as a first
+  draft did (suspected of forcing a materialized mask; with transformers 4.57.6 it
+  measures the same as ``dm``, see docs/benchmarks.md).
+
+The variants are timed one after the other, so the ratio needs an otherwise idle machine.
 
 A step is forward, loss, backward and AdamW. Usage (2 threads, about 3 minutes):
 

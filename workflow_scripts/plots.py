@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -76,7 +77,8 @@ def _first_column(axes: list[plt.Axes]) -> list[plt.Axes]:
 
 def _save(figure: plt.Figure, path: str | os.PathLike) -> None:
     with atomic_path(path, suffix=".png") as tmp:
-        figure.savefig(tmp, format="png", dpi=110)
+        # Tight: nothing (legend, long titles) is cut at the figure's edge.
+        figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(figure)
 
 
@@ -131,7 +133,9 @@ def plot_normalized_scores(
         for model in models:
             # Failed rollouts all sit at 0% and hide behind each other: say how many.
             n_failed = len(scores[model, env_id].failures)
-            tick_labels.append(names[model] + (f"\n{n_failed} invalid output" if n_failed else ""))
+            # Wrapped: long display names of neighbouring bars would run into each other.
+            label = textwrap.fill(names[model], 16)
+            tick_labels.append(label + (f"\n{n_failed} invalid output" if n_failed else ""))
         axis.set_xticks(range(len(models)), tick_labels, fontsize=7)
         for label, model in zip(axis.get_xticklabels(), models, strict=True):
             if model == better:
@@ -147,7 +151,9 @@ def plot_normalized_scores(
     labels = [f"{names[model]}: mean (bar), one dot per seed" for model in models]
     handles.append(plt.Line2D([], [], color="black", lw=1.5, ls="--"))
     labels.append("paper (Kulak 2026)")
-    figure.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8)
+    # One row when the grid is wide enough for it, else one entry per line.
+    n_legend_columns = len(labels) if len(axes) >= PANEL_COLUMNS else 1
+    figure.legend(handles, labels, loc="outside lower center", ncol=n_legend_columns, fontsize=8)
     heading = f"Normalized score per env over {len(seeds)} seeds (0% random, 100% expert)"
     if len(models) == 2:
         heading += "; bold label: better model, Welch p < 0.05"
