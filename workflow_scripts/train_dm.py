@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from workflow_scripts.dataset import DatasetError
+from workflow_scripts.dm.model import ARCHITECTURE_KEYS
 from workflow_scripts.dm.train import (
     ForeignCheckpointError,
     TrainingDiverged,
@@ -25,12 +26,7 @@ from workflow_scripts.dm.train import (
 
 # Keys of config["dm"] passed as --flags of the same name (batch_size_per_gpu → --batch-size).
 CONFIG_FLAG_KEYS = (
-    "hidden_size",
-    "num_layers",
-    "num_heads",
-    "intermediate_size",
-    "sequence_length",
-    "value_embedding_dim",
+    *ARCHITECTURE_KEYS,
     "total_steps",
     "warmup_steps",
     "learning_rate",
@@ -110,12 +106,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint-dir", required=True, help="resumable checkpoints")
     parser.add_argument("--tensorboard-dir", default=None, help="tensorboard event files")
     for name in (
-        "hidden_size",
-        "num_layers",
-        "num_heads",
-        "intermediate_size",
-        "sequence_length",
-        "value_embedding_dim",
+        *ARCHITECTURE_KEYS,
         "batch_size",
         "total_steps",
         "warmup_steps",
