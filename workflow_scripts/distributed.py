@@ -47,7 +47,10 @@ class DistributedContext:
 
 
 def setup_distributed() -> DistributedContext:
-    """Initialise the process group if launched by torchrun; choose device and precision."""
+    """Initialise the process group if launched by torchrun; choose device and precision.
+
+    On CPU it also switches torch to its deterministic kernels (bit-identical reruns).
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -61,6 +64,10 @@ def setup_distributed() -> DistributedContext:
     else:
         device = torch.device("cpu")
         autocast_dtype = None
+        # With several threads some CPU backward kernels (embedding, indexed accumulation)
+        # sum in a thread-dependent order, so two runs of one config drifted apart (seen on
+        # the demo DM with 2 threads); the deterministic kernels make reruns bit-identical.
+        torch.use_deterministic_algorithms(True)
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return DistributedContext(rank, local_rank, world_size, device, autocast_dtype)
