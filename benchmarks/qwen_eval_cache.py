@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from workflow_scripts.dataset import DatasetWriter
 from workflow_scripts.envs import make_env
@@ -46,14 +47,9 @@ from workflow_scripts.qwen.policy import QwenPolicy
 from workflow_scripts.qwen.tokenizer import ChatMLEncoder, load_tokenizer, tokenizer_fingerprint
 from workflow_scripts.qwen.train import TrainConfig, train
 
-TINY_QWEN3 = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "head_dim": 16,
-}
+# The demo's tiny random Qwen3 (config.demo.yaml, qwen.random_init): one shape to maintain.
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "config.demo.yaml"
+TINY_QWEN3 = yaml.safe_load(DEMO_CONFIG.read_text())["qwen"]["random_init"]
 PAPER_MAX_SEQ_LENGTH = 16384
 
 

@@ -35,12 +35,7 @@ QUIET_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # a dataset of 2000 rows, a DM of ~50k parameters trained for a few steps, two
 # evaluation seeds. Overlaid on config.yaml (mappings merge, lists replace).
 TINY_DM = {
-    "hidden_size": 32,
-    "num_layers": 2,
-    "num_heads": 4,
-    "intermediate_size": 64,
-    "sequence_length": 32,
-    "value_embedding_dim": 4,
+    **TINY_ARCHITECTURE,  # the tiny DM of tests/dm
     "batch_size_per_gpu": 4,
     "total_steps": 12,
     "warmup_steps": 2,
