@@ -19,6 +19,7 @@ rule aggregate:
     """Mean normalized score per env and model, Welch's t-test, bolding; CSV and Markdown."""
     input:
         records=EVALUATION_RECORDS,
+        experts=expand("results/experts/{env}/expert.json", env=ENVS),
     output:
         csv=report(
             "results/table.csv",
@@ -50,7 +51,8 @@ rule aggregate:
     shell:
         "python -m workflow_scripts.aggregate --eval-dir {params.eval_dir:q}"
         " --models {params.models} --envs {params.envs:q} --seeds {params.seeds}"
-        " {params.display_names} --table-csv {output.csv:q} --table-md {output.md:q}"
+        " {params.display_names} --expert-summaries {input.experts:q}"
+        " --table-csv {output.csv:q} --table-md {output.md:q}"
         " > {log:q} 2>&1"
 
 

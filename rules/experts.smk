@@ -1,7 +1,12 @@
 rule train_expert:
-    """Train the env's SB3 / sb3-contrib expert; resumes from results/experts/{env}/checkpoints."""
+    """Train the env's SB3 / sb3-contrib expert; resumes from results/experts/{env}/checkpoints.
+
+    Ends with the quality gate: the expert's return against Gymnasium's reward_threshold and
+    rl-zoo3's benchmark figure, on the random baseline's scale (expert_training.quality).
+    """
     input:
         hyperparams="results/hyperparams/{env}.yml",
+        baseline="results/baselines/{env}.json",
     output:
         model="results/experts/{env}/{env}.zip",
         summary="results/experts/{env}/expert.json",
@@ -29,8 +34,11 @@ rule train_expert:
         seed=config["expert_training"]["seed"],
         checkpoint_every=config["expert_training"]["checkpoint_every"],
         eval_episodes=config["expert_training"]["eval_episodes"],
+        quality=config["expert_training"].get("quality", "warn"),
+        tolerance=config["expert_training"].get("quality_tolerance", 0.1),
     shell:
         "python -m workflow_scripts.train_expert --hyperparams {input.hyperparams:q}"
         " --output-dir {params.output_dir:q} --seed {params.seed}"
         " --checkpoint-every {params.checkpoint_every} --eval-episodes {params.eval_episodes}"
-        " > {log:q} 2>&1"
+        " --baseline {input.baseline:q} --quality {params.quality}"
+        " --quality-tolerance {params.tolerance} > {log:q} 2>&1"

@@ -6,7 +6,9 @@ seed, and writes
 - ``table.csv``: machine-readable, one row per env plus an ``Average`` row; per model
   ``{model}_mean``, ``{model}_std`` (sample std, ddof=1), ``{model}_n``,
   ``{model}_n_failed``; Welch's ``p_value`` between the two models; ``bold`` (the key of
-  the significantly better model, empty if none); ``paper_{model}`` (the paper's value).
+  the significantly better model, empty if none); ``paper_{model}`` (the paper's value);
+  ``expert_quality`` (the expert quality gate's verdict, ``pass`` or ``below``, when the
+  experts' ``expert.json`` files are given).
 - ``table.md``: the same laid out as the paper's table, with our models named by their
   display names and the paper's numbers in extra columns.
 
@@ -169,11 +171,40 @@ def _paper_value(paper: pd.DataFrame, env_id: str, model: str) -> float:
     return float(paper.loc[env_id, PAPER_MODELS[model][0]])
 
 
+def read_expert_verdicts(paths: Sequence[str | os.PathLike]) -> dict[str, dict[str, Any]]:
+    """The quality gate's verdict per env id, from the experts' ``expert.json`` files."""
+    verdicts = {}
+    for path in paths:
+        summary = json.loads(Path(path).read_text())
+        if summary.get("quality"):
+            verdicts[summary["env_id"]] = summary["quality"]
+    return verdicts
+
+
+def expert_notes(verdicts: dict[str, dict[str, Any]]) -> list[str]:
+    """Lines under the table for every expert below its published references."""
+    below = {env: verdict for env, verdict in verdicts.items() if verdict["status"] == "below"}
+    if not below:
+        return []
+    lines = [
+        "",
+        f"**Expert quality warning** ({len(below)} of {len(verdicts)} experts): their "
+        "normalized scores measure little, as the 100% they are scaled to is a weak policy.",
+    ]
+    for env in sorted(below):
+        lines += [f"- {message}" for message in below[env]["messages"]]
+    return lines
+
+
 def table_markdown(
-    table: pd.DataFrame, models: Sequence[str], display_names: dict[str, str], seeds: Sequence[int]
+    table: pd.DataFrame,
+    models: Sequence[str],
+    display_names: dict[str, str],
+    seeds: Sequence[int],
+    verdicts: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     """``table`` laid out as the paper's table: our means (bold where significant), the
-    Welch p-value, and the paper's numbers beside them."""
+    Welch p-value, and the paper's numbers beside them; expert-quality warnings below."""
     models = order_models(models)
     names = {model: display_names.get(model, model) for model in models}
     header = ["env_name"] + [f"{names[model]} (%)" for model in models]
@@ -220,6 +251,7 @@ def table_markdown(
             "Paper columns: Kulak (2026), the published Qwen-1.7B and DM-0.012B; their "
             "Average is over the same envs. Standard deviations and counts: table.csv."
         )
+    notes += expert_notes(verdicts or {})
     return "\n".join(lines + notes + ([""] + footnotes if footnotes else [])) + "\n"
 
 
@@ -235,15 +267,21 @@ def write_tables(
     table_csv: str | os.PathLike,
     table_md: str | os.PathLike,
     display_names: dict[str, str] | None = None,
+    expert_summaries: Sequence[str | os.PathLike] = (),
 ) -> pd.DataFrame:
     """Load the per-seed records, build the table, write both files atomically."""
     if not models or not envs or not seeds:
         raise ValueError("aggregate needs at least one model, one env and one seed")
     scores = load_scores(eval_dir, models, envs, seeds)
     table = build_table(scores, models, envs)
+    verdicts = read_expert_verdicts(expert_summaries)
+    if verdicts:
+        table["expert_quality"] = [
+            verdicts[env]["status"] if env in verdicts else "" for env in table["env_id"]
+        ]
     with atomic_path(table_csv, suffix=".csv") as tmp:
         table.to_csv(tmp, index=False)
-    markdown = table_markdown(table, models, display_names or {}, seeds)
+    markdown = table_markdown(table, models, display_names or {}, seeds, verdicts)
     with atomic_path(table_md, suffix=".md") as tmp:
         tmp.write_text(markdown)
     return table
@@ -273,6 +311,12 @@ def main(argv: list[str] | None = None) -> None:
         metavar="MODEL=NAME",
         help="column name of a model in table.md (default: its key)",
     )
+    parser.add_argument(
+        "--expert-summaries",
+        nargs="*",
+        default=[],
+        help="results/experts/{env}/expert.json files: their quality verdicts go under the table",
+    )
     parser.add_argument("--table-csv", required=True)
     parser.add_argument("--table-md", required=True)
     args = parser.parse_args(argv)
@@ -284,6 +328,7 @@ def main(argv: list[str] | None = None) -> None:
         args.table_csv,
         args.table_md,
         display_names=parse_display_names(args.display_name),
+        expert_summaries=args.expert_summaries,
     )
     print(Path(args.table_md).read_text())
     print(f"wrote {args.table_csv} ({len(table)} rows) and {args.table_md}")

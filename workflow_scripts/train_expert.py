@@ -11,10 +11,16 @@ Reads the resolved hyperparameters (``results/hyperparams/{env}.yml``) and write
                          r, l, t plus the global ``timesteps`` at which it ended)
 - ``tensorboard/``       SB3's tensorboard logs
 - ``curve.png``          episode return vs timesteps
-- ``expert.json``        provenance and a deterministic check of the final model
+- ``expert.json``        provenance, a deterministic check of the final model and the
+                         quality gate's verdict (``quality``: its return against
+                         Gymnasium's reward_threshold and rl-zoo3's benchmark figure)
 
 Every ``checkpoint_every`` timesteps the model (and replay buffer, normalization
 statistics, episode log) go to ``checkpoints/``; a rerun after a kill resumes from there.
+
+The quality gate (:mod:`workflow_scripts.expert_quality`) runs last. Below a reference it
+warns loudly, or, with ``quality="error"``, checkpoints the final model and stops: the
+trained model is kept, and a rerun (with ``warn``) publishes it without training again.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from workflow_scripts.config import algorithm_class
 from workflow_scripts.envs import make_env
+from workflow_scripts.expert_quality import ExpertBelowReference, expert_quality
 from workflow_scripts.hyperparams import constructor_kwargs, normalize_kwargs, read_hyperparams
 from workflow_scripts.provenance import (
     atomic_path,
@@ -261,8 +268,15 @@ def train_expert(
     checkpoint_every: int,
     eval_episodes: int,
     device: str = "auto",
+    baseline_path: str | os.PathLike | None = None,
+    quality: str = "warn",
+    quality_tolerance: float = 0.1,
 ) -> dict[str, Any]:
-    """Train (or resume) the expert described by ``hyperparams_path`` into ``output_dir``."""
+    """Train (or resume) the expert described by ``hyperparams_path`` into ``output_dir``.
+
+    ``baseline_path`` (the env's random-policy score) enables the quality gate; ``quality``
+    says what a failed gate does: ``warn`` or ``error``.
+    """
     document = read_hyperparams(hyperparams_path)
     env_id, algo = document["env_id"], document["algo"]
     total_timesteps = int(document["n_timesteps"])
@@ -352,6 +366,13 @@ def train_expert(
         model, env_id, eval_episodes, seed + 10_000, document.get("max_episode_steps"), vecnormalize
     )
     episodes = read_monitor(monitor_path)
+    verdict = None
+    if baseline_path is not None:
+        random_return = float(json.loads(Path(baseline_path).read_text())["mean_return"])
+        verdict = expert_quality(
+            env_id, algo, check["mean_return"], random_return, quality_tolerance
+        )
+        verdict["mode"] = quality
     summary = {
         "env_id": env_id,
         "algo": algo,
@@ -367,17 +388,44 @@ def train_expert(
         if len(episodes)
         else None,
         "deterministic_check": check,
+        "quality": verdict,
         "train_seconds_this_run": round(train_seconds, 1),
         "device": device,
         "versions": package_versions(),
     }
-    write_json(output_dir / "expert.json", summary)
     print(
         f"[train_expert] {env_id}: deterministic check over {eval_episodes} episodes: "
         f"{check['mean_return']:.2f} ± {check['std_return']:.2f}",
         flush=True,
     )
+    write_json(output_dir / "expert.json", summary)
+    if verdict is not None and verdict["status"] == "below":
+        _report_below_reference(verdict, model, checkpoint_dir, monitor_path, run_key)
     return summary
+
+
+def _report_below_reference(
+    verdict: dict[str, Any],
+    model: BaseAlgorithm,
+    checkpoint_dir: Path,
+    monitor_path: Path,
+    run_key: str,
+) -> None:
+    """Say loudly that the expert is below a reference; stop when the gate is ``error``."""
+    banner = "!" * 78
+    lines = [banner, "[train_expert] EXPERT BELOW REFERENCE: normalized scores on this env"]
+    lines += ["  measure little until the expert is retrained (more timesteps, tuned values)."]
+    lines += [f"  - {message}" for message in verdict["messages"]]
+    print("\n".join(lines + [banner]), flush=True)
+    if verdict["mode"] != "error":
+        return
+    # Keep the trained model: a rerun resumes at the final step and only re-checks it.
+    save_checkpoint(model, checkpoint_dir, monitor_path, run_key)
+    raise ExpertBelowReference(
+        "; ".join(verdict["messages"])
+        + " (expert_training.quality is 'error'; the model is kept in "
+        + f"{checkpoint_dir}: set quality to 'warn' to publish it, or train longer)"
+    )
 
 
 def load_expert(expert_dir: str | os.PathLike, env_id: str, device: str = "cpu"):
@@ -407,15 +455,36 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
-    train_expert(
-        args.hyperparams,
-        args.output_dir,
-        args.seed,
-        args.checkpoint_every,
-        args.eval_episodes,
-        args.device,
+    parser.add_argument(
+        "--baseline", default=None, help="results/baselines/{env}.json: enables the quality gate"
     )
+    parser.add_argument(
+        "--quality",
+        choices=["warn", "error"],
+        default="warn",
+        help="what an expert below its references does: warn, or stop with an error",
+    )
+    parser.add_argument(
+        "--quality-tolerance",
+        type=float,
+        default=0.1,
+        help="the expert passes rl-zoo3's figure at (1 - tolerance) of it, random = 0",
+    )
+    args = parser.parse_args(argv)
+    try:
+        train_expert(
+            args.hyperparams,
+            args.output_dir,
+            args.seed,
+            args.checkpoint_every,
+            args.eval_episodes,
+            args.device,
+            args.baseline,
+            args.quality,
+            args.quality_tolerance,
+        )
+    except ExpertBelowReference as error:
+        raise SystemExit(f"error: {error}") from None
 
 
 if __name__ == "__main__":
