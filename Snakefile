@@ -24,5 +24,6 @@ rule all:
     input:
         "results/table.csv",
         "results/table.md",
+        "results/comparison.md",
         "results/plots/normalized_scores.png",
         "results/plots/expert_curves.png",

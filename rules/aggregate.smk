@@ -101,3 +101,34 @@ rule plots:
         " --datasets-dir {params.datasets_dir:q} --models {params.models}"
         " --envs {params.envs:q} --seeds {params.seeds} {params.display_names}"
         " --scores-png {output.scores:q} --curves-png {output.curves:q} > {log:q} 2>&1"
+
+
+rule compare:
+    """Per env: the expert against its published references, and each model's score with its
+    95% confidence interval beside the paper's (results/comparison.md)."""
+    input:
+        table="results/table.csv",
+        experts=expand("results/experts/{env}/expert.json", env=ENVS),
+        baselines=expand("results/baselines/{env}.json", env=ENVS),
+        datasets=expand("results/datasets/{env}.h5", env=ENVS),
+    output:
+        csv="results/comparison.csv",
+        md="results/comparison.md",
+    log:
+        "logs/compare.log",
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        # The stage's code and the package modules it imports: editing them reruns it.
+        code=code_sha256("workflow_scripts.compare"),
+        models=MODELS,
+        display_names=DISPLAY_NAME_FLAGS,
+    shell:
+        "python -m workflow_scripts.compare --table {input.table:q} --models {params.models}"
+        " --experts {input.experts:q} --baselines {input.baselines:q}"
+        " --datasets {input.datasets:q} {params.display_names}"
+        " --output-csv {output.csv:q} --output-md {output.md:q} > {log:q} 2>&1"

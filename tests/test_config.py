@@ -116,3 +116,22 @@ def test_malformed_yaml_names_the_file(tmp_path):
 def test_schema_file_is_valid_yaml(repo_root):
     schema = yaml.safe_load((repo_root / "workflow_scripts/schemas/config.schema.yaml").read_text())
     assert schema["additionalProperties"] is False
+
+
+def test_reproduction_overlay_is_valid_and_comments_every_departure(repo_root):
+    repro = load_config(repo_root / "config.yaml", repo_root / "config.repro.yaml")
+    validate_config(repro)
+    assert len(repro["envs"]) == 8 and repro["models"] == ["dm"]
+    # The overlay restores rl-zoo3's exploration_fraction over config.yaml's paper value.
+    assert repro["experts"]["MountainCar-v0"]["overrides"] == {"exploration_fraction": 0.2}
+    lines = (repo_root / "config.repro.yaml").read_text().splitlines()
+    paper = load_config(repo_root / "config.yaml")
+    for env in repro["envs"]:
+        if repro["experts"][env] == paper["experts"][env]:
+            continue
+        # The comment block right above the env's entry says what departs, and why.
+        row = next(i for i, line in enumerate(lines) if line.startswith(f"  {env}:"))
+        comments = []
+        while lines[row - 1 - len(comments)].lstrip().startswith("#"):
+            comments.append(lines[row - 1 - len(comments)])
+        assert any("DEPARTURE" in line for line in comments), env

@@ -47,6 +47,18 @@ def test_paper_config_plans_every_env(repo_root, tmp_path):
         assert counts[rule] == 20, (rule, counts)
 
 
+def test_reproduction_config_plans_the_eight_envs(repo_root, tmp_path):
+    result = run_snakemake(["all", "-n", "-d", str(tmp_path), "-s", str(repo_root / "Snakefile"),
+                            "--configfile", str(repo_root / "config.yaml"), str(repo_root / "config.repro.yaml")],
+                           repo_root)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = job_counts(result.stdout)
+    for rule in ("hyperparams", "train_expert", "baseline", "rollout"):
+        assert counts[rule] == 8, (rule, counts)
+    assert counts["train_dm"] == 1 and counts["evaluate"] == 80
+    assert "train_qwen" not in counts
+
+
 def copy_workflow(repo_root: Path, destination: Path) -> None:
     for name in ("Snakefile", "config.yaml"):
         shutil.copy(repo_root / name, destination / name)
@@ -104,7 +116,13 @@ def plan(repo_root: Path, tmp_path: Path, target: str) -> str:
 
 def test_one_env_dataset_plans_only_that_env(repo_root, tmp_path):
     output = plan(repo_root, tmp_path, "results/datasets/Hopper-v4.h5")
-    assert job_counts(output) == {"hyperparams": 1, "train_expert": 1, "rollout": 1}
+    # The expert's quality gate reads the env's random baseline.
+    assert job_counts(output) == {
+        "hyperparams": 1,
+        "baseline": 1,
+        "train_expert": 1,
+        "rollout": 1,
+    }
     assert "env=Hopper-v4" in output
     for other in ("Walker2d-v4", "Ant-v4"):
         assert f"env={other}" not in output
