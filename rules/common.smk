@@ -29,3 +29,9 @@ def cap_flag(env):
     """``--max-episode-steps N`` when the config caps the env's episodes, else nothing."""
     cap = recipe(env)["max_episode_steps"]
     return f"--max-episode-steps {cap}" if cap else ""
+
+
+def reference_flag(env):
+    """``--reference-return R`` when the config gives the env's expert a reference return."""
+    reference = config["experts"][env].get("reference_return")
+    return "" if reference is None else f"--reference-return {reference}"

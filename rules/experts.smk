@@ -36,9 +36,10 @@ rule train_expert:
         eval_episodes=config["expert_training"]["eval_episodes"],
         quality=config["expert_training"].get("quality", "warn"),
         tolerance=config["expert_training"].get("quality_tolerance", 0.1),
+        reference=lambda wildcards: reference_flag(wildcards.env),
     shell:
         "python -m workflow_scripts.train_expert --hyperparams {input.hyperparams:q}"
         " --output-dir {params.output_dir:q} --seed {params.seed}"
         " --checkpoint-every {params.checkpoint_every} --eval-episodes {params.eval_episodes}"
         " --baseline {input.baseline:q} --quality {params.quality}"
-        " --quality-tolerance {params.tolerance} > {log:q} 2>&1"
+        " --quality-tolerance {params.tolerance} {params.reference} > {log:q} 2>&1"

@@ -114,3 +114,14 @@ def test_weak_expert_stops_when_asked_and_keeps_the_model(tmp_path, undertrained
     assert rerun.returncode == 0, rerun.stderr
     assert "resuming from checkpoint at 128 timesteps" in rerun.stdout
     assert json.loads((tmp_path / "expert" / "expert.json").read_text())["n_timesteps"] == 128
+
+
+def test_config_reference_catches_a_cliffwalking_expert_that_never_arrives():
+    # Circling without falling returns -200 (the cap), far above random (~-2000).
+    verdict = expert_quality("CliffWalking-v0", "dqn", -200.0, -2066.8, reference=-17.0)
+    assert verdict["status"] == "below"
+    assert "the config's reference_return -17" in verdict["messages"][0]
+    assert (
+        expert_quality("CliffWalking-v0", "dqn", -13.0, -2066.8, reference=-17.0)["status"]
+        == "pass"
+    )

@@ -11,7 +11,10 @@ The gate compares the expert's deterministic return with two published reference
   as solved), where the env registers one;
 * rl-baselines3-zoo's benchmark figure for the same env and algorithm
   (``data/rl_zoo3_benchmark.csv``), where rl-zoo3 publishes one: the expert passes when
-  it reaches ``1 − tolerance`` of that figure on the random → figure scale.
+  it reaches ``1 − tolerance`` of that figure on the random → figure scale;
+* the config's ``experts.<env>.reference_return``, for envs where neither publishes one
+  (a CliffWalking-v0 expert that circles without falling returns −200, far above the
+  random policy's ≈ −2000, yet never reaches the goal: −13 at best).
 
 Below either, the verdict is ``below`` with one message per failed reference; the stage
 warns (``expert_training.quality: warn``) or stops (``error``). Imports no torch.
@@ -78,6 +81,7 @@ def assess_expert(
     tolerance: float = 0.1,
     threshold: float | None = None,
     zoo: ZooFigure | None = None,
+    reference: float | None = None,
 ) -> dict[str, Any]:
     """The verdict on one expert: each reference, whether it passed, and why not.
 
@@ -85,17 +89,22 @@ def assess_expert(
     ``reward_threshold`` are about; ``random_return`` is the random policy's mean.
     """
     checks = []
-    if threshold is not None:
-        passed = expert_return >= threshold
+    for name, value in (
+        ("Gymnasium's reward_threshold", threshold),
+        ("the config's reference_return", reference),
+    ):
+        if value is None:
+            continue
+        passed = expert_return >= value
         checks.append(
             {
-                "reference": "gymnasium reward_threshold",
-                "value": threshold,
+                "reference": name,
+                "value": value,
                 "passed": passed,
                 "message": None
                 if passed
                 else f"{env_id}: the expert's deterministic return {expert_return:.2f} is below "
-                f"Gymnasium's reward_threshold {threshold:g}",
+                f"{name} {value:g}",
             }
         )
     if zoo is not None:
@@ -141,9 +150,15 @@ def assess_expert(
 
 
 def expert_quality(
-    env_id: str, algo: str, expert_return: float, random_return: float, tolerance: float = 0.1
+    env_id: str,
+    algo: str,
+    expert_return: float,
+    random_return: float,
+    tolerance: float = 0.1,
+    reference: float | None = None,
 ) -> dict[str, Any]:
-    """:func:`assess_expert` against the references published for (env, algo)."""
+    """:func:`assess_expert` against the references published for (env, algo), and the
+    config's own ``reference`` return where given."""
     return assess_expert(
         env_id,
         algo,
@@ -152,4 +167,5 @@ def expert_quality(
         tolerance,
         threshold=reward_threshold(env_id),
         zoo=rl_zoo3_benchmark().get((env_id, algo)),
+        reference=reference,
     )

@@ -271,11 +271,13 @@ def train_expert(
     baseline_path: str | os.PathLike | None = None,
     quality: str = "warn",
     quality_tolerance: float = 0.1,
+    reference_return: float | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) the expert described by ``hyperparams_path`` into ``output_dir``.
 
     ``baseline_path`` (the env's random-policy score) enables the quality gate; ``quality``
-    says what a failed gate does: ``warn`` or ``error``.
+    says what a failed gate does: ``warn`` or ``error``; ``reference_return`` is the
+    config's own reference for envs without a published one.
     """
     document = read_hyperparams(hyperparams_path)
     env_id, algo = document["env_id"], document["algo"]
@@ -370,7 +372,7 @@ def train_expert(
     if baseline_path is not None:
         random_return = float(json.loads(Path(baseline_path).read_text())["mean_return"])
         verdict = expert_quality(
-            env_id, algo, check["mean_return"], random_return, quality_tolerance
+            env_id, algo, check["mean_return"], random_return, quality_tolerance, reference_return
         )
         verdict["mode"] = quality
     summary = {
@@ -470,6 +472,12 @@ def main(argv: list[str] | None = None) -> None:
         default=0.1,
         help="the expert passes rl-zoo3's figure at (1 - tolerance) of it, random = 0",
     )
+    parser.add_argument(
+        "--reference-return",
+        type=float,
+        default=None,
+        help="a deterministic return the expert must reach (config experts.<env>.reference_return)",
+    )
     args = parser.parse_args(argv)
     try:
         train_expert(
@@ -482,6 +490,7 @@ def main(argv: list[str] | None = None) -> None:
             args.baseline,
             args.quality,
             args.quality_tolerance,
+            args.reference_return,
         )
     except ExpertBelowReference as error:
         raise SystemExit(f"error: {error}") from None
