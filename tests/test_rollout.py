@@ -78,3 +78,28 @@ def test_too_few_rows_for_an_episode_is_a_clear_error(tmp_path):
             progress=False,
         )
     assert not (tmp_path / "p.h5").exists()
+
+
+def test_deterministic_expert_samples_with_its_training_noise(tmp_path):
+    """TD3 has nothing to sample from: the rollout adds its training noise, scaled actions."""
+    from stable_baselines3 import TD3
+
+    from workflow_scripts.hyperparams import resolve_hyperparams, write_hyperparams
+    from workflow_scripts.rollout import ExpertSampler, training_noise_std
+
+    model = TD3("MlpPolicy", "Pendulum-v1", seed=0, policy_kwargs={"net_arch": [8]})
+    observations = np.random.default_rng(0).uniform(-1, 1, (4000, 3)).astype(np.float32)
+    deterministic, _ = model.predict(observations, deterministic=True)
+    plain = ExpertSampler(model, seed=1)(observations)
+    np.testing.assert_allclose(plain, deterministic, atol=1e-6)
+    noisy = ExpertSampler(model, seed=1, action_noise_std=0.1)(observations)
+    assert np.all(np.abs(noisy) <= 2.0)
+    # Pendulum's torque is [-2, 2]: 0.1 in the scaled space is 0.2 Nm, clipped at the bounds.
+    inside = np.abs(deterministic) < 1.0
+    assert np.std((noisy - deterministic)[inside]) == pytest.approx(0.2, rel=0.1)
+    # The noise comes from the recipe the expert was trained with (rl-zoo3's: normal, 0.1).
+    document = resolve_hyperparams("Pendulum-v1", "td3", 20000, source="rl-zoo3")
+    write_hyperparams(document, tmp_path / "config.yml")
+    assert training_noise_std(tmp_path) == 0.1
+    write_hyperparams(resolve_hyperparams("Pendulum-v1", "td3", 1000), tmp_path / "config.yml")
+    assert training_noise_std(tmp_path) is None

@@ -1,7 +1,9 @@
 """Collect exactly N expert transitions into one HDF5 dataset per env.
 
 The expert samples its actions (stochastic policy; epsilon-greedy with the trained
-exploration rate for DQN-family experts), as the paper's datasets do. ``n_envs`` copies
+exploration rate for DQN-family experts; for deterministic-policy experts, TD3 and DDPG,
+the policy plus the Gaussian action noise it was trained with, where its recipe has one),
+as the paper's datasets do. ``n_envs`` copies
 of the env step together and the policy is called once per step on the whole batch.
 
 Each env copy owns one contiguous block of rows, so every row is followed by that same
@@ -25,7 +27,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from sb3_contrib import QRDQN
-from stable_baselines3 import DQN
+from stable_baselines3 import DQN, TD3
 from stable_baselines3.common.distributions import (
     CategoricalDistribution,
     DiagGaussianDistribution,
@@ -36,6 +38,7 @@ from tqdm import tqdm
 
 from workflow_scripts.dataset import DatasetWriter
 from workflow_scripts.envs import episode_cap, make_env
+from workflow_scripts.hyperparams import read_hyperparams
 from workflow_scripts.provenance import package_versions, sha256_file
 from workflow_scripts.train_expert import load_expert
 
@@ -59,9 +62,16 @@ class ExpertSampler:
     validation, normalized logits) costs more than the network itself at these sizes.
     Other policies (gSDE, TD3/DDPG, multi-discrete) go through the policy's own
     ``_predict``, seeded through torch. DQN-family experts act epsilon-greedily.
+
+    A deterministic policy (TD3, DDPG) has nothing to sample from: with ``action_noise_std``
+    it acts as it did in training, its action plus N(0, std) noise in the [-1, 1] scaled
+    action space, clipped (SB3's ``NormalActionNoise``); without, deterministically. Its
+    deterministic actions alone make a poor imitation dataset: on Pendulum-v1 a DM cloned
+    from 1M of them scored 3% ± 22 while the same DM cloned from the noisy policy's scored
+    ~100% (docs/reproduction.md).
     """
 
-    def __init__(self, model, vecnormalize=None, seed: int = 0):
+    def __init__(self, model, vecnormalize=None, seed: int = 0, action_noise_std=None):
         self.model = model
         self.policy = model.policy
         self.policy.set_training_mode(False)
@@ -72,6 +82,8 @@ class ExpertSampler:
         self.rng = np.random.default_rng(seed)
         torch.manual_seed(seed)
         self.head = self._sampling_head()
+        self.deterministic_policy = isinstance(model, TD3)  # DDPG is a TD3
+        self.action_noise_std = action_noise_std if self.deterministic_policy else None
         if self.head == "gaussian":
             # A state-independent parameter: its standard deviation is the same on every call.
             with torch.inference_mode():
@@ -106,6 +118,9 @@ class ExpertSampler:
                 actions = self._sample(tensor)
         if isinstance(self.action_space, spaces.Box):
             actions = actions.reshape(len(observations), *self.action_space.shape)
+            if self.action_noise_std is not None:
+                noise = self.rng.normal(0.0, self.action_noise_std, actions.shape)
+                actions = np.clip(actions + noise.astype(actions.dtype), -1.0, 1.0)
             if self.policy.squash_output:
                 actions = self.policy.unscale_action(actions)
             else:
@@ -276,13 +291,22 @@ def rollout(
     torch.set_num_threads(1)
     expert_dir = Path(expert_dir)
     model, vecnormalize, expert_summary = load_expert(expert_dir, env_id)
-    sampler = ExpertSampler(model, vecnormalize, seed)
+    sampler = ExpertSampler(model, vecnormalize, seed, training_noise_std(expert_dir))
+    if sampler.epsilon is not None:
+        sampling = "epsilon-greedy"
+    elif sampler.action_noise_std is not None:
+        sampling = f"deterministic policy + its training noise N(0, {sampler.action_noise_std})"
+    elif sampler.deterministic_policy:
+        sampling = "deterministic policy (no training action noise in its recipe)"
+    else:
+        sampling = "stochastic policy"
     attrs = {
         "expert_algo": expert_summary["algo"],
         "expert_sha256": sha256_file(expert_dir / f"{env_id}.zip"),
         "expert_path": str(expert_dir / f"{env_id}.zip"),
-        "expert_sampling": "epsilon-greedy" if sampler.epsilon is not None else "stochastic policy",
+        "expert_sampling": sampling,
         "expert_epsilon": sampler.epsilon if sampler.epsilon is not None else -1.0,
+        "expert_action_noise_std": sampler.action_noise_std or 0.0,
         "observation_storage": "raw env observations (float64 MuJoCo values stored as float32)",
         "action_storage": "the action the env received (sampled, within the space's bounds)",
         "versions": package_versions(),
@@ -297,6 +321,18 @@ def rollout(
         flush=True,
     )
     return summary
+
+
+def training_noise_std(expert_dir: Path) -> float | None:
+    """Std of the Gaussian action noise the expert was trained with (its ``config.yml``),
+    or None when it had none; other noise types (Ornstein-Uhlenbeck) are not reproduced."""
+    noise = read_hyperparams(expert_dir / "config.yml").get("action_noise")
+    if not noise:
+        return None
+    if noise["type"] != "normal":
+        print(f"note: {noise['type']} action noise is not reproduced; sampling deterministically")
+        return None
+    return float(noise["std"])
 
 
 def main(argv: list[str] | None = None) -> None:
