@@ -37,6 +37,22 @@ def write_baseline(path: Path, env_id: str, mean_return: float, max_episode_step
     return path
 
 
+def write_expert_summary(
+    path: Path, env_id: str, deterministic_return: float, status: str = "pass"
+):
+    """An ``expert.json`` with the keys the aggregate and compare stages read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    messages = [] if status == "pass" else [f"{env_id}: the expert's return is below a reference"]
+    summary = {
+        "env_id": env_id,
+        "algo": "ppo",
+        "n_timesteps": 1000,
+        "deterministic_check": {"mean_return": deterministic_return},
+        "quality": {"status": status, "messages": messages},
+    }
+    path.write_text(json.dumps(summary))
+
+
 def write_dataset(path: Path, env_id: str, expert_mean_return: float, n_transitions: int = 8):
     """A tiny valid dataset of ``env_id`` declaring ``expert_mean_return``."""
     env = make_env(env_id)

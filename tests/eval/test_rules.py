@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from eval_inputs import write_baseline, write_dataset, write_seed_record
+from eval_inputs import write_baseline, write_dataset, write_expert_summary, write_seed_record
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -86,7 +86,7 @@ def finished_demo(repo_root, tmp_path_factory):
     for index, path in enumerate(planned_outputs(plan.stdout)):
         target = workdir / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        if path.startswith(("results/table", "results/plots")):
+        if path.startswith(("results/table", "results/plots", "results/comparison")):
             continue
         kind, rest = re.fullmatch(r"results/(\w+)/(.+)", path).groups()
         if kind == "models" and rest.endswith("final"):
@@ -98,6 +98,9 @@ def finished_demo(repo_root, tmp_path_factory):
         elif kind == "datasets":
             env_id = Path(rest).stem
             write_dataset(target, env_id, 200.0)
+        elif kind == "experts" and rest.endswith("expert.json"):
+            env_id = Path(rest).parent.name
+            write_expert_summary(target, env_id, 190.0, "below" if env_id == envs[0] else "pass")
         elif path.endswith("monitor.csv"):
             lengths = rng.integers(10, 100, 50)
             rows = [f"{5 * i},{n},{i},{lengths[: i + 1].sum()}" for i, n in enumerate(lengths)]
@@ -117,7 +120,7 @@ def finished_demo(repo_root, tmp_path_factory):
 def test_table_plots_and_report_over_demo_results(finished_demo):
     workdir, demo, envs, models, seeds = finished_demo
     plan = snakemake(["-n", "all"] + demo, workdir)
-    assert job_counts(plan.stdout) == {"aggregate": 1, "plots": 1, "all": 1}, plan.stdout
+    assert job_counts(plan.stdout) == {"aggregate": 1, "compare": 1, "plots": 1, "all": 1}
 
     run = snakemake(["--cores", "1", "all"] + demo, workdir)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -129,6 +132,11 @@ def test_table_plots_and_report_over_demo_results(finished_demo):
         assert f"| {env_id} |" in table
     lines = (workdir / "results/table.csv").read_text().splitlines()
     assert len(lines) == 1 + len(envs) + 1  # header, envs, Average
+    # The first env's expert is below its references: a warning under the table.
+    assert "Expert quality warning** (1 of 3 experts)" in table
+    assert lines[0].endswith(",expert_quality") and lines[1].endswith(",below")
+    comparison = (workdir / "results/comparison.md").read_text()
+    assert all(f"| {env_id} |" in comparison for env_id in envs)
 
     report = snakemake(["--report", "results/report.html"] + demo, workdir)
     assert report.returncode == 0, report.stdout + report.stderr
