@@ -5,53 +5,68 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from dm_helpers import TINY_ARCHITECTURE
 from safetensors.torch import load_file
 
+from tests.support.tiny_models import TINY_DM_ARCHITECTURE
 from workflow_scripts.dm import train as train_module
 from workflow_scripts.dm.model import DecisionModel
 from workflow_scripts.dm.policy import load_policy
-from workflow_scripts.dm.train import (
-    ForeignCheckpointError,
+from workflow_scripts.dm.train import TrainSettings, train
+from workflow_scripts.training import (
+    CheckpointMismatch,
     TrainingDiverged,
-    TrainSettings,
     learning_rate_factor,
     list_checkpoints,
-    train,
+)
+
+# A short run: every value the config would give (the settings have no defaults for them).
+TINY_RUN = dict(
+    batch_size=4,
+    max_steps=8,
+    warmup_steps=2,
+    learning_rate=3e-3,
+    min_learning_rate=3e-4,
+    weight_decay=0.1,
+    adam_beta1=0.9,
+    adam_beta2=0.95,
+    grad_clip=1.0,
+    checkpoint_every=3,
+    keep_checkpoints=2,
+    log_every=4,
+    num_workers=0,
+    seed=11,
+    **TINY_DM_ARCHITECTURE,
 )
 
 
 def settings(tmp_path, datasets, **overrides) -> TrainSettings:
     values = dict(
         datasets=datasets,
-        output_dir=tmp_path / "final",
+        output=tmp_path / "final",
         checkpoint_dir=tmp_path / "checkpoints",
-        batch_size=4,
-        total_steps=8,
-        warmup_steps=2,
-        learning_rate=3e-3,
-        min_learning_rate=3e-4,
-        checkpoint_every=3,
-        log_every=4,
-        num_workers=0,
-        seed=11,
         scan_data=False,
-        **TINY_ARCHITECTURE,
+        **TINY_RUN,
     )
     values.update(overrides)
     return TrainSettings(**values)
 
 
+def cli_flags(**changes) -> list[str]:
+    """TINY_RUN as command-line flags, with ``changes`` applied."""
+    values = TINY_RUN | changes
+    return [f"--{key.replace('_', '-')}={value}" for key, value in values.items()]
+
+
 def test_schedule_warms_up_then_decays_to_the_floor():
-    run = TrainSettings(
-        datasets=["x"],
-        output_dir="o",
-        checkpoint_dir="c",
-        total_steps=100,
+    run = settings(
+        Path("run"),
+        ["x.h5"],
+        max_steps=100,
         warmup_steps=10,
         learning_rate=1e-3,
         min_learning_rate=1e-4,
@@ -67,7 +82,7 @@ def test_loss_falls_on_a_small_dataset(tmp_path, tiny_datasets, capsys):
         settings(
             tmp_path,
             tiny_datasets[:2],
-            total_steps=60,
+            max_steps=60,
             log_every=10,
             checkpoint_every=100,
             learning_rate=1e-2,
@@ -122,9 +137,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_datase
 def test_checkpoint_of_another_configuration_is_refused(tmp_path, tiny_datasets):
     train(settings(tmp_path, tiny_datasets, max_steps_this_run=3))
     before = (tmp_path / "checkpoints" / "step_00000003" / "model.safetensors").read_bytes()
-    with pytest.raises(ForeignCheckpointError, match="hidden_size: checkpoint 32 vs now 64"):
+    with pytest.raises(CheckpointMismatch, match="hidden_size: checkpoint 32 vs now 64"):
         train(settings(tmp_path, tiny_datasets, hidden_size=64))
-    with pytest.raises(ForeignCheckpointError, match="learning_rate"):
+    with pytest.raises(CheckpointMismatch, match="learning_rate"):
         train(settings(tmp_path, tiny_datasets, learning_rate=1e-2))
     # Refused, not touched: the checkpoint is still there, byte for byte.
     assert (tmp_path / "checkpoints" / "step_00000003" / "model.safetensors").read_bytes() == before
@@ -144,23 +159,18 @@ def test_cli_trains_a_loadable_self_contained_model(tmp_path, tiny_datasets):
         str(tmp_path / "checkpoints"),
         "--tensorboard-dir",
         str(tmp_path / "tb"),
-        "--total-steps",
-        "4",
-        "--warmup-steps",
-        "1",
-        "--batch-size",
-        "3",
-        "--checkpoint-every",
-        "2",
-        "--log-every",
-        "2",
-        "--num-workers",
-        "1",
         "--threads",
         "1",
         "--eval-slide-transitions",
         "3",
-        *[f"--{key.replace('_', '-')}={value}" for key, value in TINY_ARCHITECTURE.items()],
+        *cli_flags(
+            max_steps=4,
+            warmup_steps=1,
+            batch_size=3,
+            checkpoint_every=2,
+            log_every=2,
+            num_workers=1,
+        ),
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -193,6 +203,7 @@ def test_cli_reports_a_bad_dataset_by_name(tmp_path):
             str(tmp_path / "o"),
             "--checkpoint-dir",
             str(tmp_path / "c"),
+            *cli_flags(),
         ],
         capture_output=True,
         text=True,

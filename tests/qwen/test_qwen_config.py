@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from workflow_scripts.config import load_schema, merge_config
-from workflow_scripts.train_qwen import CONFIG_FLAG_KEYS, flags_from_config, parse_args
+from workflow_scripts.qwen.settings import CONFIG_FLAG_KEYS, flags_from_config
+from workflow_scripts.train_qwen import parse_args
 
 
 @pytest.fixture(scope="module")

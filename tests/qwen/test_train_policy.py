@@ -7,32 +7,29 @@ import json
 import numpy as np
 import pytest
 import torch
-from qwen_inputs import TINY_QWEN3, cartpole_heuristic, write_env_dataset
 from safetensors.torch import load_file
 
 import workflow_scripts.qwen.train as train_module
+from tests.support.datasets import write_env_dataset
+from tests.support.tiny_models import TINY_QWEN3
 from workflow_scripts.envs import make_env
 from workflow_scripts.policy import PolicyFailure
 from workflow_scripts.qwen.chat_format import assistant_message, user_message
 from workflow_scripts.qwen.model import AssistantTokenLoss, build_random_qwen3
 from workflow_scripts.qwen.policy import QwenPolicy, load_policy
-from workflow_scripts.qwen.train import CheckpointMismatch, TrainingDiverged, list_checkpoints
 from workflow_scripts.qwen_budgets import main as budgets_cli
 from workflow_scripts.train_qwen import main as train_cli
 from workflow_scripts.train_qwen import parse_args
+from workflow_scripts.training import CheckpointMismatch, TrainingDiverged, list_checkpoints
 
 MAX_SEQ_LENGTH = 384
-
-
-class SimulatedKill(Exception):
-    """Stands for the job being killed right after a checkpoint was written."""
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("qwen_inputs")
     datasets = [
-        write_env_dataset(folder / "CartPole-v1.h5", "CartPole-v1", 400, 0, cartpole_heuristic),
+        write_env_dataset(folder / "CartPole-v1.h5", "CartPole-v1", 400, 0, policy="heuristic"),
         write_env_dataset(folder / "FrozenLake-v1.h5", "FrozenLake-v1", 300, 1),
     ]
     budgets = folder / "budgets.json"
@@ -61,9 +58,18 @@ def train_args(inputs, run_dir, **changes) -> list[str]:
         "--checkpoint-every": "2",
         "--log-every": "1",
         "--num-workers": "0",
+        "--display-name": "tiny",
+        "--weight-decay": "0.0",
+        "--adam-beta1": "0.9",
+        "--adam-beta2": "0.95",
+        "--grad-clip": "1.0",
+        "--seed": "0",
+        "--parallelism": "fsdp",
+        "--keep-checkpoints": "2",
     }
     flags.update(changes)
-    return ["--datasets", *map(str, datasets)] + [item for pair in flags.items() for item in pair]
+    pairs = [item for pair in flags.items() for item in pair]
+    return ["--datasets", *map(str, datasets), *pairs, "--gradient-checkpointing"]
 
 
 @pytest.fixture(scope="module")
@@ -117,22 +123,12 @@ def test_reloaded_model_drives_a_real_env_for_an_episode(trained, env_id):
     assert policy.n_generated_tokens >= 1
 
 
-def test_resume_after_a_kill_continues_from_the_checkpoint(inputs, trained, tmp_path, monkeypatch):
-    original_save = train_module.save_checkpoint
-
-    def save_then_die(*args, **kwargs):
-        folder = original_save(*args, **kwargs)
-        if folder.name == "step_00000004":
-            raise SimulatedKill
-        return folder
-
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
-    with pytest.raises(SimulatedKill):
-        train_cli(train_args(inputs, tmp_path))
+def test_resume_after_a_stop_continues_from_the_checkpoint(inputs, trained, tmp_path):
+    # Stopped after step 4 (as a kill right after that checkpoint would leave it).
+    train_cli(train_args(inputs, tmp_path, **{"--max-steps-this-run": "4"}))
     assert not (tmp_path / "final").exists()
     assert [step for step, _ in list_checkpoints(tmp_path / "checkpoints")] == [2, 4]
 
-    monkeypatch.setattr(train_module, "save_checkpoint", original_save)
     train_cli(train_args(inputs, tmp_path))
     summary = json.loads((tmp_path / "final" / "training.json").read_text())
     assert summary["resumed_from_step"] == 4
@@ -144,7 +140,7 @@ def test_resume_after_a_kill_continues_from_the_checkpoint(inputs, trained, tmp_
     for name in reference:
         torch.testing.assert_close(resumed[name], reference[name], rtol=1e-5, atol=1e-6)
 
-    with pytest.raises(CheckpointMismatch, match="differs in: learning_rate"):
+    with pytest.raises(CheckpointMismatch, match="learning_rate: checkpoint 0.01 vs now 0.02"):
         train_module.train(parse_args(train_args(inputs, tmp_path, **{"--learning-rate": "2e-2"})))
 
 
@@ -162,7 +158,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
         return loss_sum, n_tokens
 
     monkeypatch.setattr(AssistantTokenLoss, "forward", nan_from_step_three)
-    with pytest.raises(TrainingDiverged, match=r"step 3: loss nan.*step_00000002"):
+    with pytest.raises(TrainingDiverged, match=r"step 3 \(loss nan.*step_00000002"):
         train_module.train(parse_args(train_args(inputs, tmp_path)))
     assert [step for step, _ in list_checkpoints(tmp_path / "checkpoints")] == [2]
     assert not (tmp_path / "final").exists()

@@ -1,4 +1,5 @@
-"""Tools for the fault-injection tests: workflow copies, Snakemake runs, kills, checks.
+"""Tools for the fault-injection tests: background Snakemake runs, kills, output checks
+(the workflow copy and the Snakemake runner are :mod:`tests.support.workflow`).
 
 A module of its own (not conftest.py) so tests import it by a name no other test folder
 uses. Every workflow run happens in a copy of the workflow under a temporary folder, with
@@ -11,11 +12,9 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import zipfile
 from collections.abc import Callable
@@ -23,21 +22,17 @@ from pathlib import Path
 
 import psutil
 import yaml
-from dm_helpers import TINY_ARCHITECTURE
-from qwen_inputs import TINY_QWEN3
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-# One thread per process: CI has two cores and runs other tests beside these.
-QUIET_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+from tests.support.tiny_models import TINY_DM_ARCHITECTURE, TINY_QWEN3
+from tests.support.workflow import QUIET_ENV, SNAKEMAKE, output_of
 
 # The smallest run of the whole DAG on one env: a PPO expert that checkpoints twice,
 # a dataset of 2000 rows, a DM of ~50k parameters trained for a few steps, two
 # evaluation seeds. Overlaid on config.yaml (mappings merge, lists replace).
 TINY_DM = {
-    **TINY_ARCHITECTURE,  # the tiny DM of tests/dm
+    **TINY_DM_ARCHITECTURE,
     "batch_size_per_gpu": 4,
-    "total_steps": 12,
+    "max_steps": 12,
     "warmup_steps": 2,
     "learning_rate": 3.0e-3,
     "min_learning_rate": 3.0e-4,
@@ -56,26 +51,6 @@ TINY_CONFIG = {
     "dataset": {"n_transitions": 2000, "n_envs": 4},
     "evaluation": {"seeds": [0, 1], "resources": {"dm": {"threads": 1}}},
 }
-
-
-def copy_workflow(destination: Path, with_code: bool = False) -> Path:
-    """Copy the workflow (Snakefile, config, rules, profiles...) into ``destination``.
-
-    ``with_code`` also copies the ``workflow_scripts`` package: ``python -m`` and the
-    Snakefile's imports then use that copy (the working directory comes first on
-    ``sys.path``), so a test can edit stage code without touching the repository.
-    """
-    destination.mkdir(parents=True, exist_ok=True)
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(REPO_ROOT / name, destination / name)
-    folders = ["rules", "report", "envs", "profiles"]
-    if with_code:
-        folders.append("workflow_scripts")
-    for folder in folders:
-        shutil.copytree(
-            REPO_ROOT / folder, destination / folder, ignore=shutil.ignore_patterns("__pycache__")
-        )
-    return destination
 
 
 def clone_workflow(source: Path, destination: Path) -> Path:
@@ -108,27 +83,6 @@ def final_targets(config: dict) -> list[str]:
         for model in config["models"]:
             targets += [f"results/eval/{model}/{env}/seed{seed}.json" for seed in config["evaluation"]["seeds"]]  # fmt: skip
     return targets
-
-
-def snakemake(
-    workdir: Path, *args: str, timeout: float = 600, check: bool = False
-) -> subprocess.CompletedProcess:
-    """Run ``python -m snakemake ARGS`` in ``workdir``; stdout and stderr as text."""
-    result = subprocess.run(
-        SNAKEMAKE + list(args),
-        cwd=workdir,
-        env=QUIET_ENV,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{output_of(result)}")
-    return result
-
-
-def output_of(result: subprocess.CompletedProcess) -> str:
-    return (result.stdout or "") + (result.stderr or "")
 
 
 def start_snakemake(workdir: Path, *args: str, log_name: str = "snakemake.out") -> subprocess.Popen:
@@ -290,17 +244,17 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 # ------------------------------------------------------------------- trainer command lines
 def dm_arguments(datasets: list[Path], run: Path) -> list[str]:
-    """``train_dm`` flags for a 4-step run of the tiny DM (tests/dm) writing under ``run``."""
+    """``train_dm`` flags for a 4-step run of the tiny DM (tests.support.tiny_models) writing under ``run``."""
     return [
         "--datasets", *map(str, datasets), "--output", str(run / "final"),
         "--checkpoint-dir", str(run / "checkpoints"), "--total-steps", "4", "--batch-size", "2",
         "--warmup-steps", "1", "--num-workers", "0", "--eval-slide-transitions", "2",
-        *[f"--{key.replace('_', '-')}={value}" for key, value in TINY_ARCHITECTURE.items()],
+        *[f"--{key.replace('_', '-')}={value}" for key, value in TINY_DM_ARCHITECTURE.items()],
     ]  # fmt: skip
 
 
 def qwen_arguments(datasets: list[Path], run: Path, budgets: Path) -> list[str]:
-    """``train_qwen`` flags for a 2-step run of the tiny random Qwen3 (tests/qwen)."""
+    """``train_qwen`` flags for a 2-step run of the tiny random Qwen3 (tests.support.tiny_models)."""
     return [
         "--datasets", *map(str, datasets), "--budgets", str(budgets),
         "--output", str(run / "final"), "--checkpoint-dir", str(run / "checkpoints"),
@@ -323,16 +277,3 @@ def summary_table(result: subprocess.CompletedProcess) -> dict[str, dict[str, st
             rows[fields[0]] = dict(zip(header[1:], fields[1:], strict=True))
     assert rows, f"no --summary table in:\n{output_of(result)}"
     return rows
-
-
-def planned_jobs(dry_run: subprocess.CompletedProcess) -> dict[str, int]:
-    """The 'Job stats' table of a dry run as {rule: count} ({} when nothing is to be done)."""
-    text = output_of(dry_run)
-    if "Nothing to be done" in text:
-        return {}
-    counts = {}
-    for line in text.split("Job stats:")[-1].splitlines():
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if match and match.group(1) != "total":
-            counts[match.group(1)] = int(match.group(2))
-    return counts

@@ -20,19 +20,17 @@ from pathlib import Path
 import pytest
 from reliability_helpers import (
     check_outputs_are_complete,
-    copy_workflow,
     finish,
     kill_job,
     kill_run,
-    output_of,
-    planned_jobs,
-    snakemake,
     stage_processes,
     start_snakemake,
     tiny_config,
     wait_for,
     write_overlay,
 )
+
+from tests.support.workflow import copy_workflow, job_counts, output_of, snakemake
 
 PROFILE = ("--profile", "profiles/local", "--cores", "1")
 EXPERT_OUTPUTS = ("CartPole-v1.zip", "expert.json", "monitor.csv", "curve.png")
@@ -68,7 +66,7 @@ def test_killed_snakemake_during_expert_training_resumes_from_the_checkpoint(tmp
     # Even without the profile's rerun-incomplete, a plain dry run plans the job again.
     plain = snakemake(workdir, "-n", target, "--configfile", overlay)
     assert plain.returncode == 0, output_of(plain)
-    assert planned_jobs(plain) == {"train_expert": 1}
+    assert job_counts(output_of(plain)) == {"train_expert": 1}
 
     snakemake(workdir, *command, check=True)
     log = (workdir / "logs/train_expert/CartPole-v1.log").read_text()
@@ -125,7 +123,7 @@ def test_killed_dm_training_job_resumes_from_its_last_checkpoint(built_copy):
     workdir = built_copy
     # A longer run than the fixture's, so it is still training after its first checkpoint.
     config = tiny_config()
-    config["dm"].update(total_steps=200, checkpoint_every=4, log_every=4)
+    config["dm"].update(max_steps=200, checkpoint_every=4, log_every=4)
     overlay = write_overlay(workdir, config, "longer.yaml")
     checkpoints = workdir / "results/models/dm/checkpoints"
     command = _training_command(workdir, overlay)

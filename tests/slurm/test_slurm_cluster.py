@@ -15,7 +15,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,9 +22,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.tiny_models import TINY_DM_ARCHITECTURE
+from tests.support.workflow import REPO_ROOT, SNAKEMAKE, copy_workflow
+
 pytestmark = pytest.mark.slurm
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 START_SCRIPT = REPO_ROOT / "tests" / "slurm" / "start-local-slurm.sh"
 STOP_SCRIPT = REPO_ROOT / "tests" / "slurm" / "stop-local-slurm.sh"
 PROFILE = REPO_ROOT / "profiles" / "slurm"
@@ -41,14 +42,9 @@ TINY_CONFIG = {
     "dataset": {"n_transitions": 300, "n_envs": 2},
     "evaluation": {"seeds": [0]},
     "dm": {
-        "hidden_size": 32,
-        "num_layers": 2,
-        "num_heads": 4,
-        "intermediate_size": 64,
-        "sequence_length": 32,
-        "value_embedding_dim": 4,
+        **TINY_DM_ARCHITECTURE,
         "batch_size_per_gpu": 3,
-        "total_steps": 4,
+        "max_steps": 4,
         "warmup_steps": 1,
         "checkpoint_every": 2,
         "log_every": 2,
@@ -113,14 +109,7 @@ def workdir(tmp_path_factory) -> Path:
     and each job's) imports it before the installed package, so the rules' code hashes and
     the jobs' code stay those of the copy even when the checkout is edited meanwhile.
     """
-    workdir = tmp_path_factory.mktemp("slurm-workflow")
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(REPO_ROOT / name, workdir / name)
-    for folder in ("rules", "report", "envs", "workflow_scripts"):
-        if (REPO_ROOT / folder).exists():
-            shutil.copytree(
-                REPO_ROOT / folder, workdir / folder, ignore=shutil.ignore_patterns("__pycache__")
-            )
+    workdir = copy_workflow(tmp_path_factory.mktemp("slurm-workflow"), with_code=True)
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
     return workdir
 
@@ -130,7 +119,7 @@ def snakemake_with_profile(
 ) -> subprocess.CompletedProcess:
     """`snakemake --profile profiles/slurm ...`, ended with its children if it outlives
     `timeout` seconds (a lost job can hang it) or the test is interrupted."""
-    command = [sys.executable, "-m", "snakemake", "--profile", str(PROFILE)]
+    command = [*SNAKEMAKE, "--profile", str(PROFILE)]
     command += ["--configfile", "tiny.yaml", *FAST_POLLING, *args]
     # Its own process group, so that everything it started (sbatch, squeue, ...) can be ended
     # with it and nothing keeps polling a cluster the fixture is about to stop.
