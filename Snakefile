@@ -2,6 +2,8 @@
 # models (DM-0.012B, Qwen3-1.7B), per-seed evaluation and the normalized-score table.
 # Stages, in DAG order, one rule file each; see README.md for the picture.
 
+from workflow_scripts.disk_plan import missing_datasets_message
+
 
 configfile: "config.yaml"
 
@@ -15,6 +17,16 @@ include: "rules/dm.smk"
 include: "rules/qwen.smk"
 include: "rules/evaluate.smk"
 include: "rules/aggregate.smk"
+
+
+onstart:
+    # Before the first job: what the datasets still to collect need on disk, so a full-paper
+    # run states it up front (`python -m workflow_scripts.disk_plan` prints it per env).
+    print(
+        missing_datasets_message(
+            ENVS, config["dataset"]["n_transitions"], "results/datasets"
+        )
+    )
 
 
 rule all:

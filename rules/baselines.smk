@@ -1,3 +1,6 @@
+from workflow_scripts.provenance import code_sha256
+
+
 rule baseline:
     """Random-policy score of the env: uniform random actions over many seeded episodes."""
     output:

@@ -1,12 +1,11 @@
 """Config validation, wildcard constraints and input functions shared by every rule file."""
 
-import json
-import os
 import re
 
 from workflow_scripts.config import expert_recipe, validate_config
-from workflow_scripts.provenance import code_sha256
 
+# Schema, expert overrides against their algorithm, each model section's cross-key rules;
+# text given for numbers (nested --config values) is read as numbers, in place.
 validate_config(config)
 
 ENVS = list(config["envs"])
@@ -35,3 +34,13 @@ def reference_flag(env):
     """``--reference-return R`` when the config gives the env's expert a reference return."""
     reference = config["experts"][env].get("reference_return")
     return "" if reference is None else f"--reference-return {reference}"
+
+
+def evaluation_resource(name):
+    """Per-model job size of ``evaluate`` (config evaluation.resources.<model>.<name>)."""
+    return lambda wildcards: config["evaluation"]["resources"][wildcards.model][name]
+
+
+def training_resource(model, name):
+    """Job size of a model's training (config <model>.resources.<name>)."""
+    return lambda wildcards: config[model]["resources"][name]

@@ -1,12 +1,10 @@
 """Decision Model (DM-0.012B): one multi-task model trained on every env's dataset."""
 
-from workflow_scripts.train_dm import check_config as check_dm_config
-from workflow_scripts.train_dm import flags_from_config as dm_train_flags
+from workflow_scripts.dm.settings import flags_from_config as dm_train_flags
+from workflow_scripts.provenance import code_sha256
 
-# Cross-key checks the schema cannot express (heads divide hidden, slide fits the context,
-# a training window fits a dataset).
-if "dm" in config:
-    check_dm_config(config["dm"], config["dataset"]["n_transitions"])
+# The dm section's cross-key rules (heads divide hidden, a window fits a dataset, ...) run
+# in validate_config (rules/common.smk), with the rest of the config checks.
 
 
 rule train_dm:
@@ -23,11 +21,11 @@ rule train_dm:
         "../envs/workflow.yaml"
     # Job size from config dm.resources: on a GPU node the launcher starts one process
     # per allocated GPU, each with batch_size_per_gpu windows.
-    threads: lambda wildcards: config["dm"]["resources"]["threads"]
+    threads: training_resource("dm", "threads")
     resources:
-        mem_mb=lambda wildcards: config["dm"]["resources"]["mem_mb"],
-        runtime=lambda wildcards: config["dm"]["resources"]["runtime"],
-        gpu=lambda wildcards: config["dm"]["resources"]["gpu"],
+        mem_mb=training_resource("dm", "mem_mb"),
+        runtime=training_resource("dm", "runtime"),
+        gpu=training_resource("dm", "gpu"),
     params:
         # The stage's code and the package modules it imports: editing them reruns it.
         code=code_sha256("workflow_scripts.launch", "workflow_scripts.train_dm"),

@@ -1,3 +1,6 @@
+from workflow_scripts.provenance import code_sha256
+
+
 rule evaluate:
     """One evaluation episode of a trained model on one env and seed (argmax / greedy)."""
     input:
@@ -14,15 +17,11 @@ rule evaluate:
         "../envs/workflow.yaml"
     # Job size per model (config evaluation.resources): the DM fits one CPU thread,
     # Qwen-1.7B wants a GPU.
-    threads: lambda wildcards: config["evaluation"]["resources"][wildcards.model]["threads"]
+    threads: evaluation_resource("threads")
     resources:
-        mem_mb=lambda wildcards: config["evaluation"]["resources"][wildcards.model][
-            "mem_mb"
-        ],
-        runtime=lambda wildcards: config["evaluation"]["resources"][wildcards.model][
-            "runtime"
-        ],
-        gpu=lambda wildcards: config["evaluation"]["resources"][wildcards.model]["gpu"],
+        mem_mb=evaluation_resource("mem_mb"),
+        runtime=evaluation_resource("runtime"),
+        gpu=evaluation_resource("gpu"),
     params:
         # The stage's code and the package modules it imports: editing them reruns it.
         code=lambda wildcards: code_sha256(

@@ -1,3 +1,8 @@
+import json
+
+from workflow_scripts.provenance import code_sha256
+
+
 rule hyperparams:
     """Resolve an env's expert hyperparameters (SB3 defaults or rl-zoo3, plus overrides)."""
     output:

@@ -2,12 +2,12 @@
 
 from shlex import quote
 
-from workflow_scripts.train_qwen import check_config as check_qwen_config
-from workflow_scripts.train_qwen import flags_from_config as qwen_train_flags
+from workflow_scripts.provenance import code_sha256
+from workflow_scripts.qwen.settings import flags_from_config as qwen_train_flags
 
-# Checks the schema cannot express: one transition of every env fits max_seq_length.
-if "qwen" in MODELS:
-    check_qwen_config(config["qwen"], ENVS)
+# The qwen section's cross-key rules run in validate_config (rules/common.smk); whether one
+# transition of every env fits max_seq_length needs the tokenizer and the envs, so the
+# training job checks it (qwen.settings.check_config_with_tokenizer), not the parse.
 
 
 rule qwen_budgets:
@@ -61,11 +61,11 @@ rule train_qwen:
         "../envs/workflow.yaml"
     # Job size from config qwen.resources: on a GPU node the launcher starts one process
     # per allocated GPU.
-    threads: lambda wildcards: config["qwen"]["resources"]["threads"]
+    threads: training_resource("qwen", "threads")
     resources:
-        mem_mb=lambda wildcards: config["qwen"]["resources"]["mem_mb"],
-        runtime=lambda wildcards: config["qwen"]["resources"]["runtime"],
-        gpu=lambda wildcards: config["qwen"]["resources"]["gpu"],
+        mem_mb=training_resource("qwen", "mem_mb"),
+        runtime=training_resource("qwen", "runtime"),
+        gpu=training_resource("qwen", "gpu"),
     params:
         # The stage's code and the package modules it imports: editing them reruns it.
         code=code_sha256("workflow_scripts.launch", "workflow_scripts.train_qwen"),

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import json
+import re
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -135,3 +139,153 @@ def test_reproduction_overlay_is_valid_and_comments_every_departure(repo_root):
         while lines[row - 1 - len(comments)].lstrip().startswith("#"):
             comments.append(lines[row - 1 - len(comments)])
         assert any("DEPARTURE" in line for line in comments), env
+
+
+# --- Text where numbers belong: Snakemake hands nested --config values over as text ---
+
+
+def test_nested_text_is_read_as_the_numbers_the_schema_wants(paper_config):
+    config = copy.deepcopy(paper_config)
+    config["dataset"] = {"n_transitions": "1000", "n_envs": "4", "seed": "7"}
+    config["evaluation"]["seeds"] = ["0", "1"]
+    config["dm"].update(learning_rate="0.0003", display_name="123")
+    config["qwen"].update(gradient_checkpointing="false", tokenizer="42")
+
+    assert validate_config(config) is config  # read in place: the rules see the numbers
+    assert config["dataset"] == {"n_transitions": 1000, "n_envs": 4, "seed": 7}
+    assert config["evaluation"]["seeds"] == [0, 1]
+    assert config["dm"]["learning_rate"] == 0.0003
+    assert config["qwen"]["gradient_checkpointing"] is False
+    # Where the schema takes text, text stays text.
+    assert config["dm"]["display_name"] == "123" and config["qwen"]["tokenizer"] == "42"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("lots", "dataset.n_transitions: 'lots' is not of type 'integer'"),
+        ("1.5", "dataset.n_transitions: '1.5' is not of type 'integer'"),
+        ("nan", "dataset.n_transitions: 'nan' is not of type 'integer'"),
+    ],
+)
+def test_text_that_is_no_integer_is_still_refused(paper_config, text, message):
+    assert message in broken(paper_config, lambda c: c["dataset"].update(n_transitions=text))
+
+
+def test_nested_command_line_number_reaches_the_rule(repo_root, tmp_path):
+    """The issue's command: `--config 'dataset={n_transitions: 100}'` plans a 100-row rollout."""
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", repo_root / "Snakefile", "-d", tmp_path,
+         "--configfile", repo_root / "config.yaml", repo_root / "config.demo.yaml",
+         "--config", "dataset={n_transitions: 100, n_envs: 4, seed: 3}", "models=[]",
+         "-n", "-p", "results/datasets/CartPole-v1.h5"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "--n-transitions 100 --n-envs 4 --seed 3" in output, output
+
+
+# --- Expert overrides against the algorithm's constructor, before any job ---
+
+
+def test_override_of_the_wrong_type_is_named_before_any_job(paper_config):
+    def mutate(config):
+        config["experts"]["CartPole-v1"]["overrides"] = {"learning_rate": "fast"}
+
+    message = broken(paper_config, mutate)
+    assert "experts.CartPole-v1.overrides.learning_rate: 'fast' is not a number or a linear" in (
+        message
+    )
+
+
+@pytest.mark.parametrize(
+    "env, overrides",
+    [
+        ("CartPole-v1", {"learning_rate": "lin_0.001", "clip_range": "lin_0.2", "n_steps": 256}),
+        ("CartPole-v1", {"learning_rate": 3e-4, "target_kl": None, "use_sde": False}),
+        ("CartPole-v1", {"policy_kwargs": "dict(net_arch=[64, 64])"}),  # rl-zoo3's spelling
+        ("MountainCar-v0", {"train_freq": [16, "step"], "gradient_steps": 8, "gamma": 1}),
+        ("Ant-v4", {"ent_coef": "auto", "learning_starts": 10000}),
+    ],
+)
+def test_rl_zoo3_values_pass_the_override_check(paper_config, env, overrides):
+    config = copy.deepcopy(paper_config)
+    config["experts"][env]["overrides"] = overrides
+    validate_config(config)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"n_steps": 2.5}, "n_steps: 2.5 is not an integer (PPO's n_steps: int)"),
+        ({"use_sde": "yes"}, "use_sde: 'yes' is not a boolean"),
+        ({"learning_rate": "lin_fast"}, "learning_rate: 'lin_fast' is not a number or a linear"),
+        ({"policy_kwargs": [64, 64]}, "policy_kwargs: [64, 64] is not null or a mapping"),
+    ],
+)
+def test_override_types_follow_the_constructor(paper_config, overrides, message):
+    message_text = broken(
+        paper_config, lambda c: c["experts"]["CartPole-v1"].update(overrides=overrides)
+    )
+    assert f"experts.CartPole-v1.overrides.{message}" in message_text
+
+
+def test_override_given_as_text_is_read_as_the_constructor_wants(paper_config):
+    config = copy.deepcopy(paper_config)
+    overrides = {"n_steps": "256", "learning_rate": "0.001", "use_sde": "true", "ent_coef": "0.1"}
+    config["experts"]["Ant-v4"]["overrides"] = {"ent_coef": "auto_0.1", "gamma": "0.98"}
+    config["experts"]["CartPole-v1"]["overrides"] = dict(overrides)
+    validate_config(config)
+    assert config["experts"]["CartPole-v1"]["overrides"] == {
+        "n_steps": 256, "learning_rate": 0.001, "use_sde": True, "ent_coef": 0.1
+    }  # fmt: skip
+    # SAC's ent_coef takes text ("auto", "auto_0.1"): text stays text.
+    assert config["experts"]["Ant-v4"]["overrides"] == {"ent_coef": "auto_0.1", "gamma": 0.98}
+
+
+# --- Each model section's cross-key rules, run by validate_config ---
+
+
+@pytest.mark.parametrize(
+    "section, change, message",
+    [
+        ("dm", {"hidden_size": 100, "num_heads": 8}, "dm.hidden_size: 100 is not divisible"),
+        ("dm", {"hidden_size": 24, "num_heads": 8}, "dm.num_heads: hidden_size / num_heads must"),
+        ("dm", {"warmup_steps": 10, "max_steps": 5}, "dm.warmup_steps: 10 exceeds dm.max_steps"),
+        ("dm", {"eval_slide_transitions": 9999}, "dm.eval_slide_transitions: 9999 is more"),
+        ("dm", {"min_learning_rate": 1.0}, "dm.min_learning_rate: 1.0 exceeds"),
+        ("qwen", {"warmup_steps": 10, "max_steps": 5}, "qwen.warmup_steps: 10 exceeds qwen.max"),
+        ("qwen", {"global_batch_size": 6, "micro_batch_size": 4}, "qwen.global_batch_size: 6 is"),
+        ("qwen", {"min_learning_rate": 1.0}, "qwen.min_learning_rate: 1.0 exceeds"),
+    ],
+)
+def test_cross_key_rules_are_named(paper_config, section, change, message):
+    assert message in broken(paper_config, lambda c: c[section].update(change))
+
+
+# --- The parse stays light ---
+
+PARSE_AND_REPORT_MODULES = """
+import json, sys
+import snakemake.cli
+try:
+    snakemake.cli.main(sys.argv[1:])
+except SystemExit as stop:
+    code = stop.code
+heavy = ("torch", "transformers", "stable_baselines3", "sb3_contrib")
+print(json.dumps({"exit": code, "loaded": [name for name in heavy if name in sys.modules]}))
+"""
+
+
+def test_parsing_the_full_config_imports_neither_torch_nor_transformers(repo_root, tmp_path):
+    """Snakemake's own parse of config.yaml (484 jobs), in one process, then its sys.modules."""
+    result = subprocess.run(
+        [sys.executable, "-c", PARSE_AND_REPORT_MODULES, "results/table.csv", "-n", "--quiet", "rules",
+         "-s", repo_root / "Snakefile", "-d", tmp_path, "--configfile", repo_root / "config.yaml"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["exit"] == 0, result.stderr
+    assert re.search(r"^total\s+484$", result.stdout + result.stderr, re.M)  # the whole plan
+    assert report["loaded"] == [], report

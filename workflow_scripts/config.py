@@ -1,15 +1,22 @@
 """Loading and checking the workflow configuration before any job runs.
 
-Two layers: a JSON schema (types, required keys, unknown keys, budgets > 0, unique
-seeds) and checks the schema cannot express (env ids registered in Gymnasium, every
-run env has an expert recipe, overrides the algorithm accepts). Every message names
-the offending key, e.g. ``experts.CartPole-v1.n_timesteps: -5 is less than the minimum of 1``.
+Three steps, all light (no torch, no transformers: Snakemake runs them at every parse):
+
+1. text read as the numbers and booleans the schema wants (:func:`read_text_values`):
+   Snakemake hands nested ``--config`` values over as text;
+2. a JSON schema (types, required keys, unknown keys, budgets > 0, unique seeds);
+3. checks the schema cannot express: env ids registered in Gymnasium, every run env has
+   an expert recipe, overrides the algorithm's constructor accepts (name and type), and
+   each model section's cross-key rules (``dm/settings.py``, ``qwen/settings.py``).
+
+Every message names the offending key, e.g.
+``experts.CartPole-v1.n_timesteps: -5 is less than the minimum of 1``.
 """
 
 from __future__ import annotations
 
 import copy
-import inspect
+import math
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -17,22 +24,18 @@ from typing import Any
 import jsonschema
 import yaml
 
+from workflow_scripts import algorithms
+from workflow_scripts.algorithms import (  # noqa: F401  (re-exported for the stages)
+    ALGORITHMS,
+    accepted_hyperparameters,
+    accepted_policy_kwargs,
+    algorithm_class,
+)
+from workflow_scripts.dm.settings import cross_key_problems as dm_problems
 from workflow_scripts.envs import UnknownEnvError, check_env_id
+from workflow_scripts.qwen.settings import cross_key_problems as qwen_problems
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
-# Algorithm name in the config → (module, class). sb3-contrib for ars/qrdqn/tqc/trpo.
-ALGORITHMS = {
-    "a2c": ("stable_baselines3", "A2C"),
-    "ddpg": ("stable_baselines3", "DDPG"),
-    "dqn": ("stable_baselines3", "DQN"),
-    "ppo": ("stable_baselines3", "PPO"),
-    "sac": ("stable_baselines3", "SAC"),
-    "td3": ("stable_baselines3", "TD3"),
-    "ars": ("sb3_contrib", "ARS"),
-    "qrdqn": ("sb3_contrib", "QRDQN"),
-    "tqc": ("sb3_contrib", "TQC"),
-    "trpo": ("sb3_contrib", "TRPO"),
-}
 
 
 class ConfigError(ValueError):
@@ -51,28 +54,6 @@ def load_schema() -> dict[str, Any]:
     return schema
 
 
-def algorithm_class(algo: str):
-    """The SB3 / sb3-contrib class for a config algorithm name."""
-    import importlib
-
-    module_name, class_name = ALGORITHMS[algo]
-    return getattr(importlib.import_module(module_name), class_name)
-
-
-def accepted_hyperparameters(algo: str) -> set[str]:
-    """Keyword arguments the algorithm's constructor accepts (besides policy and env)."""
-    parameters = inspect.signature(algorithm_class(algo).__init__).parameters
-    return {name for name in parameters if name not in ("self", "policy", "env")}
-
-
-def accepted_policy_kwargs(algo: str, policy: str = "MlpPolicy") -> set[str]:
-    """Keyword arguments the algorithm's policy class accepts in ``policy_kwargs``."""
-    policy_class = algorithm_class(algo).policy_aliases[policy]
-    parameters = inspect.signature(policy_class.__init__).parameters
-    given_by_algo = ("self", "observation_space", "action_space", "lr_schedule")
-    return {name for name in parameters if name not in given_by_algo}
-
-
 def _key_path(error: jsonschema.ValidationError) -> str:
     parts = [
         str(part) if not isinstance(part, int) else f"[{part}]" for part in error.absolute_path
@@ -81,7 +62,12 @@ def _key_path(error: jsonschema.ValidationError) -> str:
 
 
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Check ``config`` and return it unchanged; raise :class:`ConfigError` naming the key."""
+    """Check ``config`` and return it; raise :class:`ConfigError` naming the key.
+
+    Text where a number or boolean belongs is first read as one, in place (see
+    :func:`read_text_values`), so the rules that share ``config`` see the numbers.
+    """
+    read_text_values(config, load_schema())
     validator = jsonschema.Draft202012Validator(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
@@ -97,32 +83,120 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         if env_id not in config["experts"]:
             problems.append(f"envs[{index}]: {env_id!r} has no entry under experts")
     for env_id, recipe in config["experts"].items():
-        if env_id not in config["envs"]:
-            continue  # recipes for envs this run skips are not checked against gymnasium
-        accepted = accepted_hyperparameters(recipe["algo"])
-        overrides = recipe.get("overrides", {})
-        for name in overrides:
-            if name not in accepted:
-                problems.append(
-                    f"experts.{env_id}.overrides.{name}: not a hyperparameter of "
-                    f"{recipe['algo'].upper()} (accepted: {', '.join(sorted(accepted))})"
-                )
-        if isinstance(overrides.get("policy_kwargs"), dict):
-            # A typo here would otherwise surface only when the expert job builds its policy.
-            accepted_policy = accepted_policy_kwargs(recipe["algo"])
-            for name in overrides["policy_kwargs"]:
-                if name not in accepted_policy:
-                    problems.append(
-                        f"experts.{env_id}.overrides.policy_kwargs.{name}: not an argument of "
-                        f"{recipe['algo'].upper()}'s MlpPolicy (accepted: "
-                        f"{', '.join(sorted(accepted_policy))})"
-                    )
+        if env_id in config["envs"]:  # recipes for envs this run skips are not checked
+            problems += _override_problems(env_id, recipe)
     for model in config["models"]:
         if model not in config:
             problems.append(f"models: {model!r} is listed but the config has no {model!r} section")
+    if "dm" in config:
+        problems += dm_problems(config["dm"], config["dataset"]["n_transitions"])
+    if "qwen" in config:
+        problems += qwen_problems(config["qwen"])
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return config
+
+
+def _override_problems(env_id: str, recipe: dict[str, Any]) -> list[str]:
+    """An expert recipe's overrides against its algorithm's constructor: name, then type."""
+    algo = recipe["algo"]
+    overrides = recipe.get("overrides", {})
+    problems = []
+    for name, value in overrides.items():
+        key = f"experts.{env_id}.overrides.{name}"
+        if isinstance(value, str):
+            # Nested --config values arrive as text: read them as the argument wants.
+            value = overrides[name] = _override_from_text(algo, name, value)
+        problem = algorithms.override_problem(algo, name, value)
+        if problem:
+            problems.append(f"{key}: {problem}")
+    if isinstance(overrides.get("policy_kwargs"), dict):
+        # A typo here would otherwise surface only when the expert job builds its policy.
+        accepted_policy = accepted_policy_kwargs(algo)
+        for name in overrides["policy_kwargs"]:
+            if name not in accepted_policy:
+                problems.append(
+                    f"experts.{env_id}.overrides.policy_kwargs.{name}: not an argument of "
+                    f"{algo.upper()}'s MlpPolicy (accepted: {', '.join(sorted(accepted_policy))})"
+                )
+    return problems
+
+
+def _override_from_text(algo: str, name: str, text: str) -> Any:
+    """``text`` as the number, boolean or null the constructor argument takes, or unchanged."""
+    if name not in accepted_hyperparameters(algo) or not algorithms.override_problem(
+        algo, name, text
+    ):
+        return text
+    for kind in algorithms.accepted_kinds(algo, name):
+        read = text_as(_SCHEMA_TYPE_OF_KIND.get(kind), text)
+        if read is not text and not algorithms.override_problem(algo, name, read):
+            return read
+    return text
+
+
+# The schema type a constructor argument's kind of value corresponds to (algorithms.KINDS).
+_SCHEMA_TYPE_OF_KIND = {"int": "integer", "float": "number", "bool": "boolean", "null": "null"}
+
+
+def text_as(schema_type: str | None, text: str) -> Any:
+    """``text`` read as a value of JSON-schema type ``schema_type``, or ``text`` unchanged.
+
+    Integers: ``"100"``, ``"1e6"`` (integral); numbers: any finite float text; booleans:
+    ``true``/``false`` in any case; null: ``null`` or ``~``.
+    """
+    stripped = text.strip()
+    if schema_type in ("integer", "number"):
+        try:
+            return int(stripped)
+        except ValueError:
+            pass
+        try:
+            number = float(stripped)
+        except ValueError:
+            return text
+        if not math.isfinite(number):
+            return text
+        if schema_type == "number":
+            return number
+        return int(number) if number.is_integer() else text
+    if schema_type == "boolean" and stripped.lower() in ("true", "false"):
+        return stripped.lower() == "true"
+    if schema_type == "null" and stripped in ("null", "~"):
+        return None
+    return text
+
+
+def read_text_values(value: Any, schema: dict[str, Any]) -> Any:
+    """Replace text by the number, boolean or null the schema wants there, in place.
+
+    Snakemake hands nested ``--config`` values over as text
+    (``--config 'dataset={n_transitions: 100}'`` gives ``"100"``). Text is read only where
+    the schema does not accept text, so a string key never changes. Returns the value, read.
+    """
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            item_schema = properties.get(key, extra if isinstance(extra, dict) else None)
+            if item_schema is not None:
+                value[key] = read_text_values(item, item_schema)
+        return value
+    if isinstance(value, list):
+        if isinstance(schema.get("items"), dict):
+            value[:] = [read_text_values(item, schema["items"]) for item in value]
+        return value
+    if isinstance(value, str):
+        types = schema.get("type", [])
+        types = [types] if isinstance(types, str) else types
+        if "string" in types:
+            return value
+        for schema_type in ("integer", "number", "boolean", "null"):
+            if schema_type in types:
+                read = text_as(schema_type, value)
+                if read is not value:
+                    return read
+    return value
 
 
 def merge_config(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:

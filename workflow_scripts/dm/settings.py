@@ -1,0 +1,94 @@
+"""The config's ``dm`` section as the workflow sees it: flag names and cross-key checks.
+
+Light on purpose (no torch, no transformers): ``rules/dm.smk`` builds the trainer's flags
+from it and :func:`workflow_scripts.config.validate_config` runs its checks when Snakemake
+parses the workflow, before any job. The trainer and the model import the key lists from
+here, so a key is named once.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+# Keys of the ``dm`` section that define the architecture (DecisionModelConfig fields).
+ARCHITECTURE_KEYS = (
+    "hidden_size",
+    "num_layers",
+    "num_heads",
+    "intermediate_size",
+    "sequence_length",
+    "value_embedding_dim",
+)
+
+# Keys of the ``dm`` section passed to train_dm as --flags of the same name
+# (batch_size_per_gpu becomes --batch-size; resources and display_name size or name the job).
+CONFIG_FLAG_KEYS = (
+    *ARCHITECTURE_KEYS,
+    "max_steps",
+    "warmup_steps",
+    "learning_rate",
+    "min_learning_rate",
+    "weight_decay",
+    "adam_beta1",
+    "adam_beta2",
+    "grad_clip",
+    "seed",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "log_every",
+    "num_workers",
+    "eval_slide_transitions",
+)
+
+
+def flags_from_config(section: dict[str, Any]) -> str:
+    """The config's ``dm`` section as train_dm's flags, shell-quoted (used by rules/dm.smk)."""
+    flags = ["--batch-size", str(section["batch_size_per_gpu"])]
+    for key in CONFIG_FLAG_KEYS:
+        flags += ["--" + key.replace("_", "-"), str(section[key])]
+    return " ".join(shlex.quote(flag) for flag in flags)
+
+
+def cross_key_problems(section: dict[str, Any], n_transitions: int | None = None) -> list[str]:
+    """What is wrong across keys of a schema-valid ``dm`` section, one line per problem.
+
+    ``n_transitions`` (config ``dataset.n_transitions``) is the rows of each env's dataset:
+    a training window of ``sequence_length / 2`` transitions must fit in it. Each line
+    starts with the key it is about, e.g. ``dm.hidden_size: 100 is not divisible by ...``.
+    """
+    problems = []
+    context_transitions = section["sequence_length"] // 2  # an observation and an action each
+    if section["sequence_length"] < 2:
+        problems.append(
+            f"dm.sequence_length: {section['sequence_length']} positions cannot hold one "
+            "transition (2 positions: observation and action)"
+        )
+    elif n_transitions is not None and context_transitions > n_transitions:
+        problems.append(
+            f"dm.sequence_length: a window of {context_transitions} transitions "
+            f"does not fit a dataset of dataset.n_transitions {n_transitions} rows"
+        )
+    if section["hidden_size"] % section["num_heads"]:
+        problems.append(
+            f"dm.hidden_size: {section['hidden_size']} is not divisible by dm.num_heads "
+            f"{section['num_heads']}"
+        )
+    elif (section["hidden_size"] // section["num_heads"]) % 2:
+        problems.append("dm.num_heads: hidden_size / num_heads must be even (rotary embedding)")
+    if section["eval_slide_transitions"] > context_transitions:
+        problems.append(
+            f"dm.eval_slide_transitions: {section['eval_slide_transitions']} is more than the "
+            f"{context_transitions} transitions of the context (sequence_length / 2)"
+        )
+    if section["warmup_steps"] > section["max_steps"]:
+        problems.append(
+            f"dm.warmup_steps: {section['warmup_steps']} exceeds dm.max_steps "
+            f"{section['max_steps']}"
+        )
+    if section["min_learning_rate"] > section["learning_rate"]:
+        problems.append(
+            f"dm.min_learning_rate: {section['min_learning_rate']} exceeds dm.learning_rate "
+            f"{section['learning_rate']}"
+        )
+    return problems

@@ -1,0 +1,101 @@
+"""The config's ``qwen`` section as the workflow sees it: flag names and cross-key checks.
+
+Light on purpose (no torch, no transformers at import): ``rules/qwen.smk`` builds the
+trainer's flags from it and :func:`workflow_scripts.config.validate_config` runs
+:func:`cross_key_problems` when Snakemake parses the workflow. The one check that needs
+the tokenizer and the envs, :func:`check_config_with_tokenizer`, runs in the training job.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+# Keys of the ``qwen`` section passed to train_qwen as --flags of the same name (the rest
+# choose the model source or size the job).
+CONFIG_FLAG_KEYS = (
+    "display_name",
+    "max_seq_length",
+    "global_batch_size",
+    "micro_batch_size",
+    "max_steps",
+    "learning_rate",
+    "min_learning_rate",
+    "warmup_steps",
+    "weight_decay",
+    "adam_beta1",
+    "adam_beta2",
+    "grad_clip",
+    "seed",
+    "parallelism",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "log_every",
+    "num_workers",
+)
+
+
+def flags_from_config(section: dict[str, Any]) -> str:
+    """The config's ``qwen`` section as train_qwen's flags, shell-quoted (used by rules/qwen.smk)."""
+    if section["random_init"] is not None:
+        flags = ["--random-init", json.dumps(section["random_init"], sort_keys=True)]
+    else:
+        flags = ["--model-name-or-path", section["model_name_or_path"]]
+    if section["tokenizer"]:
+        flags += ["--tokenizer", section["tokenizer"]]
+    for key in CONFIG_FLAG_KEYS:
+        flags += ["--" + key.replace("_", "-"), str(section[key])]
+    checkpointing = section["gradient_checkpointing"]
+    flags.append("--gradient-checkpointing" if checkpointing else "--no-gradient-checkpointing")
+    return " ".join(shlex.quote(flag) for flag in flags)
+
+
+def cross_key_problems(section: dict[str, Any]) -> list[str]:
+    """What is wrong across keys of a schema-valid ``qwen`` section, one line per problem.
+
+    Each line starts with the key it is about. The trainer checks the batch again against
+    its process count, which only the job knows.
+    """
+    problems = []
+    if section["global_batch_size"] % section["micro_batch_size"]:
+        problems.append(
+            f"qwen.global_batch_size: {section['global_batch_size']} is not a multiple of "
+            f"qwen.micro_batch_size {section['micro_batch_size']}"
+        )
+    if section["warmup_steps"] > section["max_steps"]:
+        problems.append(
+            f"qwen.warmup_steps: {section['warmup_steps']} exceeds qwen.max_steps "
+            f"{section['max_steps']}"
+        )
+    if section["min_learning_rate"] > section["learning_rate"]:
+        problems.append(
+            f"qwen.min_learning_rate: {section['min_learning_rate']} exceeds qwen.learning_rate "
+            f"{section['learning_rate']}"
+        )
+    return problems
+
+
+def check_config_with_tokenizer(section: dict[str, Any], env_ids: list[str]) -> None:
+    """The check that needs the run's tokenizer and the envs; the training job calls it.
+
+    For every env, the system prompt and one transition (a random-policy step, counted with
+    the run's tokenizer) must fit ``max_seq_length``. Raises
+    :class:`workflow_scripts.config.ConfigError` naming the key and the env.
+    """
+    # Imported here: the tokenizer and the envs are what the workflow's parse must not load.
+    from workflow_scripts.config import ConfigError
+    from workflow_scripts.qwen.budgets import BudgetError, budgets_from_random_policy
+    from workflow_scripts.qwen.tokenizer import ChatMLEncoder, load_tokenizer
+
+    encoder = ChatMLEncoder(load_tokenizer(section["tokenizer"]))
+    problems = []
+    for env_id in env_ids:
+        try:
+            budgets_from_random_policy(
+                encoder, [env_id], section["max_seq_length"], quantile=0.5, n_rows=3, seed=0
+            )
+        except BudgetError as error:
+            problems.append(f"qwen.max_seq_length: {error}")
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
