@@ -149,6 +149,9 @@ def atomic_path(final_path: str | os.PathLike, suffix: str = "") -> Iterator[Pat
     fd, tmp_name = tempfile.mkstemp(
         prefix=f".{final_path.name}.", suffix=suffix + ".partial", dir=final_path.parent
     )
+    # mkstemp creates the file 0600; the output gets what open() would give it, so others in
+    # the group can read results/ on a shared file system when the umask lets them.
+    os.fchmod(fd, 0o666 & ~current_umask())
     os.close(fd)
     tmp_path = Path(tmp_name)
     try:
@@ -157,6 +160,25 @@ def atomic_path(final_path: str | os.PathLike, suffix: str = "") -> Iterator[Pat
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def current_umask() -> int:
+    """This process's file-creation mask, read without changing it (Linux: /proc)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    # Elsewhere the only way is to set it and put it back; done once per process.
+    return _umask_by_setting()
+
+
+@functools.cache
+def _umask_by_setting() -> int:
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | os.PathLike, value: Any) -> None:
