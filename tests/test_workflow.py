@@ -2,45 +2,23 @@
 
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def run_snakemake(args, cwd, timeout=900):
-    result = subprocess.run(
-        SNAKEMAKE + args, cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
-    return result
-
-
-def job_counts(dry_run_output: str) -> dict[str, int]:
-    """Parse the 'Job stats' table of a dry run into {rule: count}."""
-    counts = {}
-    table = dry_run_output.split("Job stats:")[-1]
-    for line in table.splitlines():
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if match and match.group(1) != "total":
-            counts[match.group(1)] = int(match.group(2))
-    return counts
+from tests.support.workflow import copy_workflow, job_counts, snakemake
 
 
 def test_lint_is_clean(repo_root):
-    result = run_snakemake(["--lint"], repo_root, timeout=300)
+    result = snakemake(repo_root, "--lint", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Lints for" not in result.stdout + result.stderr
 
 
 def test_paper_config_plans_every_env(repo_root, tmp_path):
     # Targets before --configfile, which takes every value that follows it.
-    result = run_snakemake(["results/table.csv", "-n", "-d", str(tmp_path), "-s", str(repo_root / "Snakefile"),
-                            "--configfile", str(repo_root / "config.yaml")], repo_root)  # fmt: skip
+    result = snakemake(repo_root, "results/table.csv", "-n", "-d", tmp_path, "-s", repo_root / "Snakefile",
+                       "--configfile", repo_root / "config.yaml")  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     counts = job_counts(result.stdout)
     for rule in ("hyperparams", "train_expert", "baseline", "rollout"):
@@ -48,22 +26,14 @@ def test_paper_config_plans_every_env(repo_root, tmp_path):
 
 
 def test_reproduction_config_plans_the_eight_envs(repo_root, tmp_path):
-    result = run_snakemake(["all", "-n", "-d", str(tmp_path), "-s", str(repo_root / "Snakefile"),
-                            "--configfile", str(repo_root / "config.yaml"), str(repo_root / "config.repro.yaml")],
-                           repo_root)  # fmt: skip
+    result = snakemake(repo_root, "all", "-n", "-d", tmp_path, "-s", repo_root / "Snakefile",
+                       "--configfile", repo_root / "config.yaml", repo_root / "config.repro.yaml")  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     counts = job_counts(result.stdout)
     for rule in ("hyperparams", "train_expert", "baseline", "rollout"):
         assert counts[rule] == 8, (rule, counts)
     assert counts["train_dm"] == 1 and counts["evaluate"] == 80
     assert "train_qwen" not in counts
-
-
-def copy_workflow(repo_root: Path, destination: Path) -> None:
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(repo_root / name, destination / name)
-    for folder in ("rules", "report", "envs"):
-        shutil.copytree(repo_root / folder, destination / folder)
 
 
 TINY_DATA_CONFIG = {
@@ -78,10 +48,10 @@ TINY_DATA_CONFIG = {
 
 
 def test_tiny_run_produces_a_valid_dataset(repo_root, tmp_path):
-    copy_workflow(repo_root, tmp_path)
+    copy_workflow(tmp_path)
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY_DATA_CONFIG))
     targets = ["results/datasets/CartPole-v1.h5", "results/baselines/CartPole-v1.json"]
-    result = run_snakemake(targets + ["--cores", "2", "--configfile", "tiny.yaml"], tmp_path)
+    result = snakemake(tmp_path, *targets, "--cores", "2", "--configfile", "tiny.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
     from workflow_scripts.dataset import validate_dataset
 
@@ -89,15 +59,15 @@ def test_tiny_run_produces_a_valid_dataset(repo_root, tmp_path):
     assert info.n_transitions == 2000
     assert (tmp_path / "results/experts/CartPole-v1/curve.png").exists()
     # Everything is up to date now: a second call plans nothing.
-    again = run_snakemake(targets + ["-n", "--configfile", "tiny.yaml"], tmp_path)
+    again = snakemake(tmp_path, *targets, "-n", "--configfile", "tiny.yaml")
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
 def test_bad_config_stops_before_any_job(repo_root, tmp_path):
-    copy_workflow(repo_root, tmp_path)
+    copy_workflow(tmp_path)
     bad = dict(TINY_DATA_CONFIG, envs=["CartPol-v1"])
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
-    result = run_snakemake(["-n", "--configfile", "bad.yaml"], tmp_path)
+    result = snakemake(tmp_path, "-n", "--configfile", "bad.yaml")
     assert result.returncode != 0
     assert (
         "envs[0]" in result.stderr + result.stdout
@@ -108,8 +78,8 @@ def test_bad_config_stops_before_any_job(repo_root, tmp_path):
 
 def plan(repo_root: Path, tmp_path: Path, target: str) -> str:
     """The dry-run output of one target on the paper config, in an empty results folder."""
-    result = run_snakemake([target, "-n", "-d", str(tmp_path), "-s", str(repo_root / "Snakefile"),
-                            "--configfile", str(repo_root / "config.yaml")], repo_root)  # fmt: skip
+    result = snakemake(repo_root, target, "-n", "-d", tmp_path, "-s", repo_root / "Snakefile",
+                       "--configfile", repo_root / "config.yaml")  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 

@@ -8,21 +8,22 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from dm_helpers import tiny_config, write_env_dataset
 
+from tests.support.datasets import write_env_dataset
+from tests.support.tiny_models import tiny_dm_config
 from workflow_scripts.dataset import DatasetError, read_info
 from workflow_scripts.dm.data import WindowBatches, WindowSampler, make_loader
-from workflow_scripts.dm.model import FLAG_CONTINUING, FLAG_EPISODE_ENDED, FLAG_WINDOW_START
+from workflow_scripts.dm.layout import FLAG_CONTINUING, FLAG_EPISODE_ENDED, FLAG_WINDOW_START
 
 
 def make_batches(paths, batch_size=6, seed=0, rank=0, world_size=1, **config):
     infos = [read_info(path) for path in paths]
-    return WindowBatches(infos, tiny_config(**config), batch_size, seed, rank, world_size)
+    return WindowBatches(infos, tiny_dm_config(**config), batch_size, seed, rank, world_size)
 
 
 def test_windows_are_the_file_rows_with_shifted_reward_and_done(tiny_datasets):
     batches = make_batches(tiny_datasets)
-    config = tiny_config()
+    config = tiny_dm_config()
     steps = config.context_transitions
     for step in range(3):
         batch = batches[step]
@@ -87,7 +88,9 @@ def test_ranks_read_disjoint_parts_of_the_single_process_stream(tiny_datasets):
 
 
 def test_nan_rows_and_short_files_are_named(tmp_path):
-    path = write_env_dataset(tmp_path / "CartPole-v1.h5", "CartPole-v1", 40, seed=0)
+    path = write_env_dataset(
+        tmp_path / "CartPole-v1.h5", "CartPole-v1", 40, seed=0, policy="heuristic"
+    )
     with h5py.File(path, "r+") as handle:
         handle["observations"][:, 1] = np.nan
     batches = make_batches([path], batch_size=2, env_ids=("CartPole-v1",))
@@ -96,6 +99,8 @@ def test_nan_rows_and_short_files_are_named(tmp_path):
         match=r"CartPole-v1.h5: observations has a non-finite value .* \(env CartPole-v1\)",
     ):
         batches[0]
-    short = write_env_dataset(tmp_path / "short" / "CartPole-v1.h5", "CartPole-v1", 10, seed=0)
+    short = write_env_dataset(
+        tmp_path / "short" / "CartPole-v1.h5", "CartPole-v1", 10, seed=0, policy="heuristic"
+    )
     with pytest.raises(DatasetError, match="fewer transitions than one training window"):
         make_batches([short], env_ids=("CartPole-v1",))

@@ -7,22 +7,19 @@ import json
 import gymnasium as gym
 import pytest
 import torch
-from dm_helpers import tiny_config
 
-from workflow_scripts.dm.model import (
-    FLAG_CONTINUING,
-    DecisionModel,
-    DecisionModelConfig,
-    env_entry,
-    parameter_count,
-)
+from tests.support.tiny_models import tiny_dm_config
+from workflow_scripts.dm.configuration_dm import DecisionModelConfig, env_entry
+from workflow_scripts.dm.layout import FLAG_CONTINUING
+from workflow_scripts.dm.modeling_dm import DecisionModel, parameter_count
 
 
 def random_batch(model: DecisionModel, env_index: list[int], steps: int, seed: int = 0) -> dict:
     generator = torch.Generator().manual_seed(seed)
     layout = model.layout
     batch = len(env_index)
-    discrete_obs_n = max(1, min(n for n in layout.obs_n if n) if any(layout.obs_n) else 1)
+    obs_n = [env.observation.n for env in layout]
+    discrete_obs_n = max(1, min(n for n in obs_n if n) if any(obs_n) else 1)
     return {
         "env_index": torch.tensor(env_index),
         "observations": torch.randn(batch, steps, layout.max_obs_dim, generator=generator),
@@ -115,13 +112,13 @@ def test_paper_settings_have_about_12m_parameters():
 
 def test_bad_configs_are_refused():
     with pytest.raises(ValueError, match="divisible"):
-        tiny_config(hidden_size=30)
+        tiny_dm_config(hidden_size=30)
     with pytest.raises(ValueError, match="one transition"):
-        tiny_config(sequence_length=1)
+        tiny_dm_config(sequence_length=1)
     unbounded = env_entry(
         "X-v0", gym.spaces.Box(-1, 1, (2,)), gym.spaces.Box(-float("inf"), float("inf"), (1,))
     )
     with pytest.raises(ValueError, match="X-v0: continuous action space must be bounded"):
         DecisionModelConfig(envs=[unbounded])
     with pytest.raises(KeyError, match="not on 'Hopper-v4'"):
-        tiny_config().env_index("Hopper-v4")
+        tiny_dm_config().env_index("Hopper-v4")

@@ -6,9 +6,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from dm_helpers import tiny_config
 
-from workflow_scripts.dm.model import DecisionModel
+from tests.support.tiny_models import tiny_dm_config
+from workflow_scripts.dm.modeling_dm import DecisionModel
 from workflow_scripts.dm.policy import DecisionModelPolicy, load_policy
 from workflow_scripts.dm.tokenizer import TokenizerError
 
@@ -17,7 +17,7 @@ from workflow_scripts.dm.tokenizer import TokenizerError
 def sharp_model() -> DecisionModel:
     """Random weights with a large init scale: confident, well separated logits."""
     torch.manual_seed(1)
-    return DecisionModel(tiny_config(initializer_range=0.3)).eval()
+    return DecisionModel(tiny_dm_config(initializer_range=0.3)).eval()
 
 
 def run_pendulum(policy: DecisionModelPolicy, steps: int = 300, seed: int = 4):

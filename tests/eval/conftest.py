@@ -1,7 +1,9 @@
 """Fixtures of the evaluation tests."""
 
 import pytest
-from eval_inputs import write_baseline, write_dataset
+from eval_inputs import write_baseline
+
+from tests.support.datasets import write_dataset
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Small inputs for the evaluation tests: baselines, datasets, per-seed records, policies.
+"""Small inputs for the evaluation tests: baselines, expert summaries, per-seed records,
+policies that fail (datasets and the CartPole controller are in :mod:`tests.support`).
 
 A module of its own (not conftest.py) so that tests import it by a name no other test
 folder uses.
@@ -9,10 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
-from workflow_scripts.dataset import DatasetWriter
-from workflow_scripts.envs import make_env
 from workflow_scripts.policy import PolicyFailure
 
 
@@ -53,29 +50,6 @@ def write_expert_summary(
     path.write_text(json.dumps(summary))
 
 
-def write_dataset(path: Path, env_id: str, expert_mean_return: float, n_transitions: int = 8):
-    """A tiny valid dataset of ``env_id`` declaring ``expert_mean_return``."""
-    env = make_env(env_id)
-    observation_space, action_space = env.observation_space, env.action_space
-    env.close()
-    attrs = {
-        "env_id": env_id,
-        "n_episodes": 1,
-        "expert_mean_return": expert_mean_return,
-        "expert_std_return": 0.0,
-        "seed": 0,
-    }
-    with DatasetWriter(path, n_transitions, observation_space, action_space, attrs) as writer:
-        writer.append(
-            np.stack([observation_space.sample() for _ in range(n_transitions)]),
-            np.stack([action_space.sample() for _ in range(n_transitions)]),
-            np.zeros(n_transitions, dtype=np.float32),
-            np.zeros(n_transitions, dtype=bool),
-            np.zeros(n_transitions, dtype=bool),
-        )
-    return path
-
-
 def write_seed_record(
     eval_dir: Path, model: str, env_id: str, seed: int, score: float, failure: str | None = None
 ):
@@ -99,21 +73,6 @@ def write_scores(eval_dir: Path, scores: dict[tuple[str, str], list[float]]):
     for (model, env_id), values in scores.items():
         for seed, score in enumerate(values):
             write_seed_record(eval_dir, model, env_id, seed, score)
-
-
-class CartPoleController:
-    """Hand-written CartPole policy: push the cart toward where the pole is falling."""
-
-    def __init__(self):
-        self.calls: list[tuple[float | None, bool | None]] = []
-        self.resets = 0
-
-    def reset(self):
-        self.resets += 1
-
-    def act(self, observation, prev_reward, prev_term):
-        self.calls.append((prev_reward, prev_term))
-        return int(observation[2] + 0.5 * observation[3] > 0)
 
 
 class FailingPolicy:

@@ -8,15 +8,11 @@ import textwrap
 
 import numpy as np
 import pytest
-from eval_inputs import (
-    CartPoleController,
-    ConstantPolicy,
-    FailingPolicy,
-    write_baseline,
-    write_dataset,
-)
+from eval_inputs import ConstantPolicy, FailingPolicy, write_baseline
 from gymnasium import spaces
 
+from tests.support.controllers import CartPoleController
+from tests.support.datasets import write_dataset
 from workflow_scripts.evaluate import (
     check_action,
     evaluate_model_seed,

@@ -6,8 +6,9 @@ import sys
 import matplotlib.image
 import numpy as np
 import pytest
-from eval_inputs import write_baseline, write_dataset, write_scores, write_seed_record
+from eval_inputs import write_baseline, write_scores, write_seed_record
 
+from tests.support.datasets import write_dataset
 from workflow_scripts.plots import plot_expert_curves, plot_normalized_scores, read_monitor
 
 ENVS = ["CartPole-v1", "Pendulum-v1", "FrozenLake-v1"]

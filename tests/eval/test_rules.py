@@ -3,56 +3,31 @@ reruns, and the Snakemake report over a results folder."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from eval_inputs import write_baseline, write_dataset, write_expert_summary, write_seed_record
+from eval_inputs import write_baseline, write_expert_summary, write_seed_record
 
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def snakemake(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        SNAKEMAKE + args, cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry run as {rule: count}."""
-    counts = {}
-    for line in output.split("Job stats:")[-1].splitlines():
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if match and match.group(1) != "total":
-            counts[match.group(1)] = int(match.group(2))
-    return counts
+from tests.support.datasets import write_dataset
+from tests.support.workflow import copy_workflow, job_counts, snakemake
 
 
 def test_paper_config_plans_every_evaluation(repo_root, tmp_path):
     result = snakemake(
-        ["all", "-n", "-d", str(tmp_path), "-s", str(repo_root / "Snakefile")]
-        + ["--configfile", str(repo_root / "config.yaml")],
-        repo_root,
-    )
+        repo_root, "all", "-n", "-d", tmp_path, "-s", repo_root / "Snakefile",
+        "--configfile", repo_root / "config.yaml",
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     counts = job_counts(result.stdout)
     config = yaml.safe_load((repo_root / "config.yaml").read_text())
     assert len(config["envs"]) == 20 and config["models"] == ["dm", "qwen"]
     assert counts["evaluate"] == 20 * 2 * len(config["evaluation"]["seeds"]) == 400
     assert counts["aggregate"] == 1 and counts["plots"] == 1
-
-
-def copy_workflow(repo_root: Path, destination: Path) -> None:
-    for name in ("Snakefile", "config.yaml", "config.demo.yaml"):
-        shutil.copy(repo_root / name, destination / name)
-    for folder in ("rules", "report", "envs"):
-        shutil.copytree(repo_root / folder, destination / folder)
 
 
 def planned_outputs(output: str) -> list[str]:
@@ -73,9 +48,9 @@ def finished_demo(repo_root, tmp_path_factory):
     monitor logs and per-seed records. Table and plots are then left for the test.
     """
     workdir = tmp_path_factory.mktemp("demo")
-    copy_workflow(repo_root, workdir)
+    copy_workflow(workdir)
     demo = ["--configfile", "config.demo.yaml"]
-    plan = snakemake(["-n", "--forceall", "all"] + demo, workdir)
+    plan = snakemake(workdir, "-n", "--forceall", "all", *demo)
     assert plan.returncode == 0, plan.stdout + plan.stderr
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     config.update(yaml.safe_load((workdir / "config.demo.yaml").read_text()))
@@ -104,7 +79,8 @@ def finished_demo(repo_root, tmp_path_factory):
         elif path.endswith("monitor.csv"):
             lengths = rng.integers(10, 100, 50)
             rows = [f"{5 * i},{n},{i},{lengths[: i + 1].sum()}" for i, n in enumerate(lengths)]
-            target.write_text("#{}\nr,l,t,timesteps\n" + "\n".join(rows) + "\n")
+            header = json.dumps({"env_id": Path(rest).parent.name})
+            target.write_text(f"#{header}\nr,l,t,timesteps\n" + "\n".join(rows) + "\n")
         elif kind == "eval":
             model, env_id, seed = re.fullmatch(r"(\w+)/(.+)/seed(\d+)\.json", rest).groups()
             mean = 80.0 if model == "dm" else 30.0
@@ -119,10 +95,10 @@ def finished_demo(repo_root, tmp_path_factory):
 
 def test_table_plots_and_report_over_demo_results(finished_demo):
     workdir, demo, envs, models, seeds = finished_demo
-    plan = snakemake(["-n", "all"] + demo, workdir)
+    plan = snakemake(workdir, "-n", "all", *demo)
     assert job_counts(plan.stdout) == {"aggregate": 1, "compare": 1, "plots": 1, "all": 1}
 
-    run = snakemake(["--cores", "1", "all"] + demo, workdir)
+    run = snakemake(workdir, "--cores", "1", "all", *demo)
     assert run.returncode == 0, run.stdout + run.stderr
     table = (workdir / "results/table.md").read_text()
     config = yaml.safe_load((workdir / "config.demo.yaml").read_text())
@@ -138,7 +114,7 @@ def test_table_plots_and_report_over_demo_results(finished_demo):
     comparison = (workdir / "results/comparison.md").read_text()
     assert all(f"| {env_id} |" in comparison for env_id in envs)
 
-    report = snakemake(["--report", "results/report.html"] + demo, workdir)
+    report = snakemake(workdir, "--report", "results/report.html", *demo)
     assert report.returncode == 0, report.stdout + report.stderr
     html = (workdir / "results/report.html").read_text()
     for name in ("table.csv", "table.md", "normalized_scores.png", "expert_curves.png"):
@@ -149,9 +125,9 @@ def test_table_plots_and_report_over_demo_results(finished_demo):
 def test_single_seed_target_reruns_exactly_that(finished_demo):
     workdir, demo, envs, models, seeds = finished_demo
     target = f"results/eval/{models[0]}/{envs[0]}/seed{seeds[-1]}.json"
-    plan = snakemake(["-n", "-f", target] + demo, workdir)
+    plan = snakemake(workdir, "-n", "-f", target, *demo)
     assert job_counts(plan.stdout) == {"evaluate": 1}, plan.stdout
-    assert f"--seed {seeds[-1]}" in snakemake(["-n", "-p", "-f", target] + demo, workdir).stdout
+    assert f"--seed {seeds[-1]}" in snakemake(workdir, "-n", "-p", "-f", target, *demo).stdout
 
 
 def test_deleted_per_seed_file_is_rebuilt_before_the_table_is_remade(finished_demo):
@@ -163,7 +139,7 @@ def test_deleted_per_seed_file_is_rebuilt_before_the_table_is_remade(finished_de
     saved = record.read_text()
     record.unlink()
     try:
-        plan = snakemake(["-n", "results/table.csv", "-R", "aggregate"] + demo, workdir)
+        plan = snakemake(workdir, "-n", "results/table.csv", "-R", "aggregate", *demo)
         assert job_counts(plan.stdout) == {"evaluate": 1, "aggregate": 1}, plan.stdout
         assert f"seed{seeds[0]}.json" in plan.stdout
     finally:

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import yaml
-from qwen_inputs import write_env_dataset
 
+from tests.support.datasets import write_env_dataset
 from workflow_scripts.config import merge_config
 from workflow_scripts.dataset import read_info
 from workflow_scripts.qwen.budgets import (

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from qwen_inputs import cartpole_heuristic, write_env_dataset
 
+from tests.support.datasets import write_env_dataset
 from workflow_scripts.dataset import read_info
 from workflow_scripts.qwen.chat_format import window_messages
 from workflow_scripts.qwen.data import (
@@ -25,7 +25,7 @@ def datasets(tmp_path_factory):
     folder = tmp_path_factory.mktemp("datasets")
     return {
         "CartPole-v1": write_env_dataset(
-            folder / "CartPole-v1.h5", "CartPole-v1", 400, 0, cartpole_heuristic
+            folder / "CartPole-v1.h5", "CartPole-v1", 400, 0, policy="heuristic"
         ),
         "Pendulum-v1": write_env_dataset(folder / "Pendulum-v1.h5", "Pendulum-v1", 300, 1),
         "FrozenLake-v1": write_env_dataset(folder / "FrozenLake-v1.h5", "FrozenLake-v1", 300, 2),

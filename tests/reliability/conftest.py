@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
+from reliability_helpers import clone_workflow, final_targets, tiny_config, write_overlay
 
-# The DM and Qwen test helpers (tiny real-env datasets, a tiny Qwen3 shape) are reused here,
-# not copied: their folders go on the path as pytest puts them when it collects those tests.
-TESTS = Path(__file__).resolve().parents[1]
-for folder in (TESTS / "dm", TESTS / "qwen"):
-    if str(folder) not in sys.path:
-        sys.path.append(str(folder))
-
-from reliability_helpers import (  # noqa: E402
-    clone_workflow,
-    copy_workflow,
-    final_targets,
-    snakemake,
-    tiny_config,
-    write_overlay,
-)
+from tests.support.workflow import copy_workflow, snakemake
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,9 @@ from __future__ import annotations
 import copy
 
 import pytest
-from reliability_helpers import copy_workflow, output_of, snakemake, tiny_config, write_overlay
+from reliability_helpers import tiny_config, write_overlay
 
+from tests.support.workflow import copy_workflow, output_of, snakemake
 from workflow_scripts.config import ConfigError, load_config, merge_config, validate_config
 from workflow_scripts.train_dm import check_config as check_dm_config
 from workflow_scripts.train_qwen import check_config as check_qwen_config

@@ -19,10 +19,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from dm_helpers import write_env_dataset
 from gymnasium import spaces
-from reliability_helpers import QUIET_ENV, dm_arguments, qwen_arguments, snakemake, snapshot
+from reliability_helpers import dm_arguments, qwen_arguments, snapshot
 
+from tests.support.datasets import write_env_dataset
+from tests.support.workflow import QUIET_ENV, snakemake
 from workflow_scripts.dataset import DatasetWriter, check_training_dataset
 
 TARGET = "CartPole-v1.h5"
@@ -105,8 +106,12 @@ def good_datasets(tmp_path_factory) -> dict[str, Path]:
     """Valid CartPole-v1 and Pendulum-v1 datasets (real env steps) and Qwen budgets for both."""
     folder = tmp_path_factory.mktemp("good")
     paths = {
-        "CartPole-v1": write_env_dataset(folder / "CartPole-v1.h5", "CartPole-v1", 600, seed=1),
-        "Pendulum-v1": write_env_dataset(folder / "Pendulum-v1.h5", "Pendulum-v1", 600, seed=2),
+        "CartPole-v1": write_env_dataset(
+            folder / "CartPole-v1.h5", "CartPole-v1", 600, seed=1, policy="heuristic"
+        ),
+        "Pendulum-v1": write_env_dataset(
+            folder / "Pendulum-v1.h5", "Pendulum-v1", 600, seed=2, policy="heuristic"
+        ),
     }
     from workflow_scripts.qwen_budgets import main as budgets_cli
 

@@ -12,18 +12,16 @@ import sys
 import h5py
 import pytest
 from reliability_helpers import (
-    QUIET_ENV,
-    REPO_ROOT,
     clone_workflow,
     finish,
     kill_run,
-    output_of,
-    snakemake,
     snapshot,
     start_snakemake,
     tiny_config,
     write_overlay,
 )
+
+from tests.support.workflow import QUIET_ENV, REPO_ROOT, output_of, snakemake
 
 DATASET = "results/datasets/CartPole-v1.h5"
 PROFILE = ("--profile", "profiles/local", "--cores", "1")

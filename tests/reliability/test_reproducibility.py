@@ -10,16 +10,9 @@ import shutil
 import h5py
 import pytest
 import yaml
-from reliability_helpers import (
-    REPO_ROOT,
-    final_targets,
-    planned_jobs,
-    snakemake,
-    snapshot,
-    tiny_config,
-    write_overlay,
-)
+from reliability_helpers import final_targets, snapshot, tiny_config, write_overlay
 
+from tests.support.workflow import REPO_ROOT, job_counts, output_of, snakemake
 from workflow_scripts.provenance import sha256_file, sha256_tree
 
 ENV = "CartPole-v1"
@@ -154,4 +147,4 @@ def test_a_change_reruns_exactly_what_depends_on_it(built_copy_with_code, change
 
     dry_run = snakemake(workdir, "-n", *final_targets(config), "--configfile", overlay)
     assert dry_run.returncode == 0, dry_run.stderr
-    assert planned_jobs(dry_run) == expected
+    assert job_counts(output_of(dry_run)) == expected

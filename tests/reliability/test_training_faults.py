@@ -14,25 +14,26 @@ import subprocess
 import sys
 
 import pytest
-from dm_helpers import TINY_ARCHITECTURE, write_env_dataset
-from qwen_inputs import TINY_QWEN3
 from reliability_helpers import (
-    QUIET_ENV,
     qwen_arguments,
-    snakemake,
     snapshot,
     tiny_config,
     write_overlay,
 )
 from safetensors.torch import load_file
 
+from tests.support.datasets import write_env_dataset
+from tests.support.tiny_models import TINY_DM_ARCHITECTURE, TINY_QWEN3
+from tests.support.workflow import QUIET_ENV, snakemake
 from workflow_scripts.dm.train import list_checkpoints
 
 
 @pytest.fixture(scope="module")
 def cartpole_dataset(tmp_path_factory):
     folder = tmp_path_factory.mktemp("faults")
-    dataset = write_env_dataset(folder / "CartPole-v1.h5", "CartPole-v1", 600, seed=1)
+    dataset = write_env_dataset(
+        folder / "CartPole-v1.h5", "CartPole-v1", 600, seed=1, policy="heuristic"
+    )
     from workflow_scripts.qwen_budgets import main as budgets_cli
 
     budgets_cli(["--datasets", str(dataset), "--max-seq-length", "384", "--sample-rows", "200",
@@ -49,7 +50,7 @@ def test_diverging_dm_stops_with_a_clear_error_and_keeps_its_last_good_checkpoin
         "--total-steps", "20", "--warmup-steps", "0", "--learning-rate", "1e3",
         "--min-learning-rate", "1e3", "--checkpoint-every", "1", "--batch-size", "4",
         "--num-workers", "0", "--threads", "1",
-        *[f"--{key.replace('_', '-')}={value}" for key, value in TINY_ARCHITECTURE.items()],
+        *[f"--{key.replace('_', '-')}={value}" for key, value in TINY_DM_ARCHITECTURE.items()],
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, env=QUIET_ENV, timeout=300)
 
