@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from workflow_scripts.dm.model import DecisionModel, DecisionModelConfig, env_entry
+from workflow_scripts.dm.configuration_dm import DecisionModelConfig, env_entry
+from workflow_scripts.dm.modeling_dm import DecisionModel
 from workflow_scripts.dm.policy import DecisionModelPolicy
 
 

@@ -28,8 +28,9 @@ import torch
 from gymnasium import spaces
 
 from workflow_scripts.dataset import DatasetWriter, read_info
+from workflow_scripts.dm.configuration_dm import DecisionModelConfig, env_entry
 from workflow_scripts.dm.data import WindowBatches, make_loader
-from workflow_scripts.dm.model import DecisionModel, DecisionModelConfig, env_entry
+from workflow_scripts.dm.modeling_dm import DecisionModel
 
 BENCHMARK_ENVS = {
     "Humanoid-v4": (spaces.Box(-np.inf, np.inf, (376,), np.float64), spaces.Box(-0.4, 0.4, (17,))),

@@ -33,13 +33,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from dm_loader_throughput import BENCHMARK_ENVS, write_dataset  # noqa: E402
 
 from workflow_scripts.dataset import read_info  # noqa: E402
+from workflow_scripts.dm.configuration_dm import DecisionModelConfig, env_entry  # noqa: E402
 from workflow_scripts.dm.data import WindowBatches, make_loader  # noqa: E402
-from workflow_scripts.dm.model import (  # noqa: E402
-    DecisionModel,
-    DecisionModelConfig,
-    env_entry,
-    parameter_count,
-)
+from workflow_scripts.dm.modeling_dm import DecisionModel, parameter_count  # noqa: E402
 
 
 def run_scenario(folder: Path, scenario: str, threads: int) -> dict:

@@ -32,13 +32,9 @@ from gymnasium import spaces
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutputWithPast
 
-from workflow_scripts.dm.model import (
-    FLAG_CONTINUING,
-    DecisionModel,
-    DecisionModelConfig,
-    env_entry,
-    parameter_count,
-)
+from workflow_scripts.dm.configuration_dm import DecisionModelConfig, env_entry
+from workflow_scripts.dm.layout import FLAG_CONTINUING
+from workflow_scripts.dm.modeling_dm import DecisionModel, parameter_count
 
 PAPER = dict(hidden_size=512, num_layers=4, num_heads=8, intermediate_size=1088)
 
@@ -125,7 +121,7 @@ def random_batch(model: DecisionModel, batch: int, steps: int) -> dict[str, torc
     layout = model.layout
     generator = torch.Generator().manual_seed(0)
     return {
-        "env_index": torch.arange(batch) % len(layout.obs_dims),
+        "env_index": torch.arange(batch) % len(layout),
         "observations": torch.randn(batch, steps, layout.max_obs_dim, generator=generator),
         "discrete_observations": torch.randint(0, 2, (batch, steps), generator=generator),
         "prev_rewards": torch.randn(batch, steps, generator=generator),

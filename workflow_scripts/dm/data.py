@@ -30,11 +30,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from workflow_scripts.dataset import DatasetError, DatasetInfo
-from workflow_scripts.dm.model import (
+from workflow_scripts.dm.configuration_dm import DecisionModelConfig
+from workflow_scripts.dm.layout import (
     FLAG_CONTINUING,
     FLAG_EPISODE_ENDED,
     FLAG_WINDOW_START,
-    DecisionModelConfig,
     EnvLayout,
 )
 
@@ -143,14 +143,15 @@ class WindowBatches(Dataset):
                         f"{name} has a non-finite value (NaN/inf) at row {bad_row} "
                         f"(env {self.env_ids[position]})",
                     )
-            if layout.obs_discrete[env]:
-                discrete_observations[row] = obs - layout.obs_start[env]
+            obs_slots, act_slots = layout[env].observation, layout[env].action
+            if obs_slots.discrete:
+                discrete_observations[row] = obs - obs_slots.start
             else:
-                observations[row, :, : layout.obs_dims[env]] = obs.reshape(steps, -1)
-            if layout.act_discrete[env]:
-                discrete_actions[row] = act - layout.act_start[env]
+                observations[row, :, : obs_slots.dims] = obs.reshape(steps, -1)
+            if act_slots.discrete:
+                discrete_actions[row] = act - act_slots.start
             else:
-                actions[row, :, : layout.act_dims[env]] = act.reshape(steps, -1)
+                actions[row, :, : act_slots.dims] = act.reshape(steps, -1)
             # Observation t carries the reward and done flag of step t-1; the first has none.
             prev_rewards[row, 1:] = rewards[:-1]
             prev_flags[row, 1:] = np.where(done[:-1], FLAG_EPISODE_ENDED, FLAG_CONTINUING)

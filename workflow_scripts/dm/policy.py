@@ -31,12 +31,8 @@ import torch
 from gymnasium import spaces
 from transformers import DynamicCache
 
-from workflow_scripts.dm.model import (
-    FLAG_CONTINUING,
-    FLAG_EPISODE_ENDED,
-    FLAG_WINDOW_START,
-    DecisionModel,
-)
+from workflow_scripts.dm.layout import FLAG_CONTINUING, FLAG_EPISODE_ENDED, FLAG_WINDOW_START
+from workflow_scripts.dm.modeling_dm import DecisionModel
 from workflow_scripts.dm.tokenizer import bins_to_action, check_finite
 from workflow_scripts.spaces import space_from_dict
 
@@ -88,12 +84,9 @@ class DecisionModelPolicy:
         self._act_width = layout.max_act_dim
         self._env_index = torch.tensor([self.env], device=self.device)
         if isinstance(self.action_space, spaces.Box):
-            self._low = torch.as_tensor(
-                layout.act_low[self.env], dtype=torch.float32, device=self.device
-            )
-            self._high = torch.as_tensor(
-                layout.act_high[self.env], dtype=torch.float32, device=self.device
-            )
+            action_slots = layout[self.env].action
+            self._low = torch.as_tensor(action_slots.low, dtype=torch.float32, device=self.device)
+            self._high = torch.as_tensor(action_slots.high, dtype=torch.float32, device=self.device)
         self.reset()
 
     def reset(self) -> None:

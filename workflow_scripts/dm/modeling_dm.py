@@ -21,218 +21,26 @@ o_t: per continuous action dimension a 1024-way bin distribution (one shared bin
 modulated per dimension), or for a Discrete space an n-way distribution over the env's own
 slice of one shared discrete head. Training passes neither an attention mask nor position
 ids, so sdpa runs its causal kernel (``is_causal``) without building a T×T mask.
+
+Where each env's values go is :mod:`.layout`; the configuration is :mod:`.configuration_dm`.
+Importing this module registers the model with ``AutoModel``, so
+``AutoModel.from_pretrained(folder)`` loads a DM folder (``results/models/dm/final``).
 """
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from gymnasium import spaces
 from torch import nn
-from transformers import LlamaConfig, LlamaModel, PretrainedConfig, PreTrainedModel
+from transformers import AutoModel, LlamaModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from workflow_scripts.dm.configuration_dm import DecisionModelConfig
+from workflow_scripts.dm.layout import FLAG_WINDOW_START, N_FLAGS, EnvLayout
 from workflow_scripts.dm.tokenizer import N_BINS, action_to_bins, continuous_to_bins
-from workflow_scripts.spaces import flat_dim, space_from_dict, space_to_dict
-
-# The done flag carried by an observation token, about the step before it.
-FLAG_WINDOW_START = 0  # first observation of a window/context: no previous reward or done
-FLAG_CONTINUING = 1  # the previous step did not end an episode
-FLAG_EPISODE_ENDED = 2  # the previous step terminated or truncated: this is a reset observation
-N_FLAGS = 3
-
-# Keys of a batch of windows, as the data loader and the policy build them (see DecisionModel.forward).
-BATCH_KEYS = (
-    "env_index",
-    "observations",
-    "discrete_observations",
-    "prev_rewards",
-    "prev_flags",
-    "actions",
-    "discrete_actions",
-)
-
-
-class DecisionModelConfig(PretrainedConfig):
-    """Architecture and the envs the model serves (their ids, spaces and order).
-
-    ``envs`` is a list of ``{"env_id", "observation_space", "action_space"}`` with the spaces
-    as :func:`workflow_scripts.spaces.space_to_dict` dicts; an env's index in the list is the
-    row of its env embedding, so the list is part of the architecture.
-    """
-
-    model_type = "decision_model"
-
-    def __init__(
-        self,
-        envs: list[dict[str, Any]] | None = None,
-        hidden_size: int = 512,
-        num_layers: int = 4,
-        num_heads: int = 8,
-        intermediate_size: int = 1088,
-        sequence_length: int = 1024,
-        value_embedding_dim: int = 4,
-        rope_theta: float = 10000.0,
-        rms_norm_eps: float = 1e-6,
-        initializer_range: float = 0.02,
-        eval_slide_transitions: int | None = None,
-        **kwargs,
-    ):
-        self.envs = [dict(env) for env in (envs or [])]
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
-        self.num_heads = num_heads
-        self.intermediate_size = intermediate_size
-        self.sequence_length = sequence_length
-        self.value_embedding_dim = value_embedding_dim
-        self.rope_theta = rope_theta
-        self.rms_norm_eps = rms_norm_eps
-        self.initializer_range = initializer_range
-        # Evaluation: how many of the oldest transitions leave the context at once when it is
-        # full (the KV cache is rebuilt then); None = an eighth of the context.
-        self.eval_slide_transitions = eval_slide_transitions
-        kwargs.setdefault("tie_word_embeddings", False)
-        super().__init__(**kwargs)
-        if self.envs:
-            self.check()
-
-    def check(self) -> None:
-        """Raise ValueError for an inconsistent configuration (named field)."""
-        if self.hidden_size % self.num_heads:
-            raise ValueError(
-                f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
-            )
-        if (self.hidden_size // self.num_heads) % 2:
-            raise ValueError("hidden_size / num_heads must be even (rotary embedding)")
-        if self.sequence_length < 2:
-            raise ValueError(
-                f"sequence_length {self.sequence_length} cannot hold one transition (2 tokens)"
-            )
-        ids = [env["env_id"] for env in self.envs]
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"duplicate env ids in {ids}")
-        for env in self.envs:
-            action_space = space_from_dict(env["action_space"])
-            if isinstance(action_space, spaces.Box) and not (
-                np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()
-            ):
-                raise ValueError(f"{env['env_id']}: continuous action space must be bounded")
-            for key in ("observation_space", "action_space"):
-                space = space_from_dict(env[key])
-                if not isinstance(space, (spaces.Box, spaces.Discrete)):
-                    raise ValueError(f"{env['env_id']}: unsupported {key} {space}")
-
-    @property
-    def env_ids(self) -> list[str]:
-        return [env["env_id"] for env in self.envs]
-
-    @property
-    def context_transitions(self) -> int:
-        """Transitions in one training window (two tokens each)."""
-        return self.sequence_length // 2
-
-    def env_index(self, env_id: str) -> int:
-        """Row of ``env_id`` in the env list; a clear error for an env the model never saw."""
-        if env_id not in self.env_ids:
-            raise KeyError(f"this Decision Model was trained on {self.env_ids}, not on {env_id!r}")
-        return self.env_ids.index(env_id)
-
-    def backbone_config(self) -> LlamaConfig:
-        """The Llama decoder configuration (no token embedding table: inputs_embeds only)."""
-        return LlamaConfig(
-            vocab_size=1,
-            hidden_size=self.hidden_size,
-            intermediate_size=self.intermediate_size,
-            num_hidden_layers=self.num_layers,
-            num_attention_heads=self.num_heads,
-            num_key_value_heads=self.num_heads,
-            max_position_embeddings=self.sequence_length,
-            rope_theta=self.rope_theta,
-            rms_norm_eps=self.rms_norm_eps,
-            initializer_range=self.initializer_range,
-            attention_bias=False,
-            mlp_bias=False,
-            tie_word_embeddings=False,
-            attn_implementation="sdpa",
-        )
-
-
-def env_entry(env_id: str, observation_space: spaces.Space, action_space: spaces.Space) -> dict:
-    """One ``DecisionModelConfig.envs`` item."""
-    return {
-        "env_id": env_id,
-        "observation_space": space_to_dict(observation_space),
-        "action_space": space_to_dict(action_space),
-    }
-
-
-@dataclass
-class EnvLayout:
-    """Where each env's values go in the model's padded inputs and shared tables."""
-
-    obs_discrete: list[bool]
-    obs_dims: list[int]  # continuous observation dims (0 for Discrete)
-    obs_offsets: list[int]  # first row in the discrete observation table (0 if continuous)
-    obs_n: list[int]
-    obs_start: list[int]  # Discrete ``start`` (subtracted before lookup)
-    act_discrete: list[bool]
-    act_dims: list[int]
-    act_offsets: list[int]
-    act_n: list[int]
-    act_start: list[int]
-    act_low: list[np.ndarray]
-    act_high: list[np.ndarray]
-
-    @classmethod
-    def from_config(cls, config: DecisionModelConfig) -> EnvLayout:
-        layout = cls([], [], [], [], [], [], [], [], [], [], [], [])
-        obs_rows = act_rows = 0
-        for env in config.envs:
-            obs_space = space_from_dict(env["observation_space"])
-            act_space = space_from_dict(env["action_space"])
-            is_discrete = isinstance(obs_space, spaces.Discrete)
-            layout.obs_discrete.append(is_discrete)
-            layout.obs_dims.append(0 if is_discrete else flat_dim(obs_space))
-            # Continuous envs point at row 0 (masked out), so every lookup index is valid.
-            layout.obs_offsets.append(obs_rows if is_discrete else 0)
-            layout.obs_n.append(int(obs_space.n) if is_discrete else 0)
-            layout.obs_start.append(int(obs_space.start) if is_discrete else 0)
-            obs_rows += layout.obs_n[-1]
-            is_discrete = isinstance(act_space, spaces.Discrete)
-            layout.act_discrete.append(is_discrete)
-            layout.act_dims.append(0 if is_discrete else flat_dim(act_space))
-            layout.act_offsets.append(act_rows if is_discrete else 0)
-            layout.act_n.append(int(act_space.n) if is_discrete else 0)
-            layout.act_start.append(int(act_space.start) if is_discrete else 0)
-            act_rows += layout.act_n[-1]
-            if is_discrete:
-                layout.act_low.append(np.zeros(0))
-                layout.act_high.append(np.zeros(0))
-            else:
-                layout.act_low.append(np.asarray(act_space.low, dtype=np.float64).ravel())
-                layout.act_high.append(np.asarray(act_space.high, dtype=np.float64).ravel())
-        return layout
-
-    @property
-    def max_obs_dim(self) -> int:
-        return max([1, *self.obs_dims])
-
-    @property
-    def max_act_dim(self) -> int:
-        return max([1, *self.act_dims])
-
-    @property
-    def n_discrete_obs(self) -> int:
-        return max(1, sum(self.obs_n))  # one row even when no env has discrete observations
-
-    @property
-    def n_discrete_act(self) -> int:
-        return max(1, sum(self.act_n))
 
 
 @dataclass
@@ -295,25 +103,28 @@ class DecisionModel(PreTrainedModel):
         def buffer(name: str, values, dtype) -> None:
             self.register_buffer(name, torch.as_tensor(values, dtype=dtype), persistent=False)
 
-        n_envs = len(layout.obs_dims)
-        obs_slot = np.arange(layout.max_obs_dim)[None, :] < np.asarray(layout.obs_dims)[:, None]
-        act_slot = np.arange(layout.max_act_dim)[None, :] < np.asarray(layout.act_dims)[:, None]
-        buffer("obs_is_discrete", layout.obs_discrete, torch.bool)
+        observations = [env.observation for env in layout]
+        actions = [env.action for env in layout]
+        obs_dims = np.asarray([slots.dims for slots in observations])
+        act_dims = np.asarray([slots.dims for slots in actions])
+        n_envs = len(layout)
+        obs_slot = np.arange(layout.max_obs_dim)[None, :] < obs_dims[:, None]
+        act_slot = np.arange(layout.max_act_dim)[None, :] < act_dims[:, None]
+        buffer("obs_is_discrete", [slots.discrete for slots in observations], torch.bool)
         buffer("obs_slot_mask", obs_slot.reshape(n_envs, -1), torch.float32)
-        buffer("obs_offsets", layout.obs_offsets, torch.long)
-        buffer("act_is_discrete", layout.act_discrete, torch.bool)
-        buffer("act_dims", layout.act_dims, torch.long)
+        buffer("obs_offsets", [slots.offset for slots in observations], torch.long)
+        buffer("act_is_discrete", [slots.discrete for slots in actions], torch.bool)
+        buffer("act_dims", act_dims, torch.long)
         buffer("act_slot_mask", act_slot.reshape(n_envs, -1), torch.float32)
-        buffer("act_offsets", layout.act_offsets, torch.long)
+        buffer("act_offsets", [slots.offset for slots in actions], torch.long)
         # Padded bounds are [-1, 1] so the rescaling never divides by zero.
         low = np.full((n_envs, layout.max_act_dim), -1.0)
         high = np.full((n_envs, layout.max_act_dim), 1.0)
         allowed = np.zeros((n_envs, layout.n_discrete_act), dtype=bool)
-        for env, (lo, hi) in enumerate(zip(layout.act_low, layout.act_high, strict=True)):
-            low[env, : len(lo)] = lo
-            high[env, : len(hi)] = hi
-            offset = layout.act_offsets[env]
-            allowed[env, offset : offset + layout.act_n[env]] = True
+        for env, slots in enumerate(actions):
+            low[env, : slots.dims] = slots.low
+            high[env, : slots.dims] = slots.high
+            allowed[env, slots.offset : slots.offset + slots.n] = True
         buffer("act_low", low, torch.float32)
         buffer("act_high", high, torch.float32)
         buffer("discrete_action_allowed", allowed, torch.bool)
@@ -389,11 +200,11 @@ class DecisionModel(PreTrainedModel):
 
         Continuous: (N, act_dim, N_BINS); Discrete: (N, n) over the env's own actions.
         """
-        layout = self.layout
-        if layout.act_discrete[env_index]:
-            offset, n = layout.act_offsets[env_index], layout.act_n[env_index]
-            return self.discrete_action_head(observation_hidden)[:, offset : offset + n]
-        dims = torch.arange(layout.act_dims[env_index], device=observation_hidden.device)
+        slots = self.layout[env_index].action
+        if slots.discrete:
+            offset = slots.offset
+            return self.discrete_action_head(observation_hidden)[:, offset : offset + slots.n]
+        dims = torch.arange(slots.dims, device=observation_hidden.device)
         expanded = observation_hidden[:, None, :].expand(-1, len(dims), -1)
         return self.continuous_logits(expanded, dims[None, :].expand(len(expanded), -1))
 
@@ -510,46 +321,6 @@ def parameter_breakdown(model: DecisionModel) -> dict[str, int]:
     return parts
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Print the exact parameter count of the DM a config describes (its envs and dm block)."""
-    from workflow_scripts.config import load_config
-    from workflow_scripts.envs import make_env
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument(
-        "--configfile",
-        nargs="+",
-        default=["config.yaml"],
-        help="YAML file(s), later overlay earlier",
-    )
-    args = parser.parse_args(argv)
-    config = load_config(*args.configfile)
-    envs = []
-    for env_id in config["envs"]:
-        env = make_env(env_id)
-        envs.append(env_entry(env_id, env.observation_space, env.action_space))
-        env.close()
-    settings = config["dm"]
-    model_config = DecisionModelConfig(
-        envs=envs,
-        **{key: settings[key] for key in ARCHITECTURE_KEYS},
-    )
-    with torch.device("meta"):
-        model = DecisionModel(model_config)
-    for part, count in parameter_breakdown(model).items():
-        print(f"{part:>24}: {count:,}")
-
-
-# Keys of the config's ``dm`` block that define the architecture (DecisionModelConfig fields).
-ARCHITECTURE_KEYS = (
-    "hidden_size",
-    "num_layers",
-    "num_heads",
-    "intermediate_size",
-    "sequence_length",
-    "value_embedding_dim",
-)
-
-
-if __name__ == "__main__":
-    main()
+# Here, not in the package's __init__: workflow_scripts.dm.settings is imported when
+# Snakemake parses the workflow and must not pull in torch.
+AutoModel.register(DecisionModelConfig, DecisionModel, exist_ok=True)
