@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from workflow_scripts.training import (
     list_checkpoints,
     option,
     settings_parser,
+    slurm_job_end,
 )
 
 CPU = DistributedContext(0, 0, 1, torch.device("cpu"), None)
@@ -128,9 +131,23 @@ def _run_until_first_step_then_signal(command: list[str], signum: int) -> tuple[
     return process.wait(timeout=300), stderr
 
 
-def _dm_command(tmp_path: Path, datasets: list[Path], run: str) -> list[str]:
+def test_a_slurm_job_stops_itself_before_its_time_limit(tmp_path):
+    assert slurm_job_end({}) is None
+    assert slurm_job_end({"SLURM_JOB_ID": "7", "SLURM_JOB_END_TIME": "1700000000"}) == 1.7e9
+    datasets = [write_env_dataset(tmp_path / "CartPole-v1.h5", "CartPole-v1", 300, seed=1)]
+    # The job "ends" 602 s from now; the trainer stops 600 s before, with a checkpoint.
+    environ = os.environ | {"SLURM_JOB_ID": "7", "SLURM_JOB_END_TIME": str(int(time.time()) + 602)}
+    result = subprocess.run(
+        _dm_command(tmp_path, datasets, "a", 100_000), capture_output=True, text=True, env=environ
+    )
+    assert result.returncode == EXIT_INTERRUPTED, result.stderr
+    assert "the SLURM time limit: stopped at step" in result.stderr
+    assert len(list_checkpoints(tmp_path / "a" / "checkpoints")) == 1
+
+
+def _dm_command(tmp_path: Path, datasets: list[Path], run: str, max_steps: int = 200) -> list[str]:
     values = TINY_DM_ARCHITECTURE | OPTIMISATION | {
-        "max_steps": 200, "checkpoint_every": 1000, "log_every": 1, "batch_size": 2,
+        "max_steps": max_steps, "checkpoint_every": 10000, "log_every": 1, "batch_size": 2,
     }  # fmt: skip
     return [
         sys.executable, "-m", "workflow_scripts.train_dm", "--threads", "1",
@@ -148,7 +165,7 @@ def test_dm_stops_on_a_signal_with_a_checkpoint_and_resumes_to_the_same_weights(
     ]
     code, stderr = _run_until_first_step_then_signal(_dm_command(tmp_path, datasets, "b"), signum)
     assert code == EXIT_INTERRUPTED, stderr
-    assert f"{signal.Signals(signum).name} received: stopped at step" in stderr
+    assert f"{signal.Signals(signum).name}: stopped at step" in stderr
     checkpoints = list_checkpoints(tmp_path / "b" / "checkpoints")
     # One checkpoint, at the step the signal arrived (none was due before step 1000).
     assert len(checkpoints) == 1 and 0 < checkpoints[0][0] < 200

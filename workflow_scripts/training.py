@@ -31,12 +31,14 @@ import math
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 import types
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import MISSING, dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +73,7 @@ class TrainingInterrupted(RuntimeError):
 
     def __init__(self, signal_name: str, step: int, checkpoint: Path):
         super().__init__(
-            f"{signal_name} received: stopped at step {step} with checkpoint {checkpoint}; "
+            f"{signal_name}: stopped at step {step} with checkpoint {checkpoint}; "
             "rerun the same command to resume from it"
         )
         self.step = step
@@ -115,6 +117,11 @@ class TrainingSettings:
         default=None,
     )
     scan_data: bool = option("full NaN/inf scan of the datasets before the first step", True)
+    stop_before_time_limit: float = option(
+        "in a SLURM job: seconds before the job's time limit at which to checkpoint and exit "
+        "(exit 75), so the retry resumes; 0 turns it off",
+        default=600.0,
+    )
     # Recorded in training.json only (e.g. the command line); not a flag.
     extra: dict = field(default_factory=dict)
 
@@ -347,18 +354,46 @@ def list_checkpoints(directory: str | os.PathLike) -> list[tuple[int, Path]]:
 
 
 # --------------------------------------------------------------------------- stop signals
+def slurm_job_end(environ: dict[str, str] | None = None) -> float | None:
+    """The UNIX time at which this SLURM job hits its time limit, or None outside SLURM.
+
+    From ``SLURM_JOB_END_TIME`` (set by recent SLURM versions), else ``squeue``'s end time.
+    """
+    environ = os.environ if environ is None else environ
+    job_id = environ.get("SLURM_JOB_ID")
+    if not job_id:
+        return None
+    if environ.get("SLURM_JOB_END_TIME", "").isdigit():
+        return float(environ["SLURM_JOB_END_TIME"])
+    try:
+        answer = subprocess.run(
+            ["squeue", "-h", "-j", job_id, "-o", "%e"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout.strip()  # fmt: skip
+        return datetime.fromisoformat(answer).timestamp()
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None  # unlimited ("N/A"), or squeue unavailable: signals only
+
+
 class StopSignals:
-    """Turns SIGTERM/SIGUSR1 into a request to checkpoint and exit after the current step.
+    """Turns SIGTERM/SIGUSR1, or a SLURM time limit drawing near, into a request to stop.
 
     The handler only sets a flag: the step in flight completes, so the checkpoint holds a
-    consistent state. Every rank must agree to stop at the same step, so :meth:`requested`
-    takes the maximum over ranks (one small all-reduce per step when distributed).
+    consistent state. In a SLURM job the run also stops ``margin`` seconds before the job's
+    end, without waiting for a signal: SLURM signals every process of the job step,
+    including the Snakemake and shell processes above the trainer, and the step ends (and
+    its last processes are killed) as soon as those exit, so a signal alone does not
+    guarantee the trainer the seconds a checkpoint takes.
+    Every rank must agree to stop at the same step, so :meth:`requested` takes the maximum
+    over ranks (one small all-reduce per step when distributed).
     """
 
-    def __init__(self, ctx: DistributedContext):
+    def __init__(self, ctx: DistributedContext, margin: float = 0.0):
         self.ctx = ctx
-        self.received: int | None = None
+        self.received: int | str | None = None
         self._previous: dict[int, Any] = {}
+        job_end = slurm_job_end() if margin > 0 else None
+        self.deadline = None if job_end is None else job_end - margin
 
     def __enter__(self) -> StopSignals:
         for signum in STOP_SIGNALS:
@@ -373,6 +408,8 @@ class StopSignals:
         self.received = signum
 
     def requested(self) -> bool:
+        if self.deadline is not None and self.received is None and time.time() >= self.deadline:
+            self.received = "the SLURM time limit"
         flag = self.received is not None
         if self.ctx.is_distributed:
             value = torch.tensor([float(flag)], device=self.ctx.device)
@@ -382,7 +419,9 @@ class StopSignals:
 
     @property
     def name(self) -> str:
-        return signal.Signals(self.received).name if self.received else "a peer's stop signal"
+        if isinstance(self.received, int):
+            return signal.Signals(self.received).name
+        return self.received or "a peer's stop request"
 
 
 # --------------------------------------------------------------------------- divergence
@@ -569,7 +608,8 @@ class TrainingRun:
 
     def steps(self) -> Iterator[int]:
         """The steps of this attempt (``step`` = steps done before it), with signals caught."""
-        with StopSignals(self.ctx) as self.signals:
+        margin = self.settings.stop_before_time_limit
+        with StopSignals(self.ctx, margin) as self.signals:
             yield from range(self.start_step, self.end_step)
         self.log.close()
         if not self.complete:
