@@ -51,9 +51,12 @@ import yaml  # noqa: E402
 
 from workflow_scripts.config import expert_recipe  # noqa: E402
 from workflow_scripts.envs import episode_cap  # noqa: E402
+from workflow_scripts.experts.layout import ExpertFiles  # noqa: E402
+from workflow_scripts.experts.load import load_expert  # noqa: E402
+from workflow_scripts.experts.sampler import ExpertSampler  # noqa: E402
 from workflow_scripts.hyperparams import resolve_hyperparams, write_hyperparams  # noqa: E402
-from workflow_scripts.rollout import ExpertSampler, collect_dataset, make_vector_env  # noqa: E402
-from workflow_scripts.train_expert import load_expert, train_expert  # noqa: E402
+from workflow_scripts.rollout import collect_dataset, make_vector_env  # noqa: E402
+from workflow_scripts.train_expert import train_expert  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # Tiny experts for the benchmark only: the network, hence the inference cost, does not depend
@@ -203,7 +206,8 @@ def benchmark_env(env_id: str, args, config: dict) -> dict:
     """Interleaved rounds of raw / collector / naive on one env; per-round ratios."""
     cap = expert_recipe(config, env_id)["max_episode_steps"]
     expert_dir = find_or_train_expert(env_id, config, args.expert_cache)
-    model, vecnormalize, summary = load_expert(expert_dir, env_id)
+    files = ExpertFiles(expert_dir, env_id)
+    model, vecnormalize, summary = load_expert(files.model, files.summary)
     sampler = ExpertSampler(model, vecnormalize, seed=args.seed)
     probe = make_vector_env(env_id, 1, cap)
     episode_steps = episode_cap(probe.envs[0]) or 0

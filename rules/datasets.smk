@@ -1,21 +1,13 @@
-from workflow_scripts.disk_plan import missing_datasets_message
-
-
-onstart:
-    # Before the first job: what the datasets still to collect need on disk, so a full-paper
-    # run states it up front (`python -m workflow_scripts.disk_plan` prints it per env).
-    print(
-        missing_datasets_message(
-            ENVS, config["dataset"]["n_transitions"], "results/datasets"
-        )
-    )
+from workflow_scripts.experts.layout import ExpertFiles
+from workflow_scripts.provenance import code_sha256
 
 
 rule rollout:
     """Collect the env's expert dataset: exactly N sampled transitions in one HDF5 file."""
     input:
-        model="results/experts/{env}/{env}.zip",
-        summary="results/experts/{env}/expert.json",
+        model=ExpertFiles.of("{env}").model,
+        summary=ExpertFiles.of("{env}").summary,
+        config=ExpertFiles.of("{env}").config,
     output:
         "results/datasets/{env}.h5",
     log:
@@ -31,13 +23,13 @@ rule rollout:
     params:
         # The stage's code and the package modules it imports: editing them reruns it.
         code=code_sha256("workflow_scripts.rollout"),
-        expert_dir=lambda wildcards, input: os.path.dirname(input.model),
         n_transitions=config["dataset"]["n_transitions"],
         n_envs=config["dataset"]["n_envs"],
         seed=config["dataset"]["seed"],
         cap=lambda wildcards: cap_flag(wildcards.env),
     shell:
         "python -m workflow_scripts.rollout --env {wildcards.env:q}"
-        " --expert-dir {params.expert_dir:q} --n-transitions {params.n_transitions}"
+        " --expert-model {input.model:q} --expert-summary {input.summary:q}"
+        " --expert-config {input.config:q} --n-transitions {params.n_transitions}"
         " --n-envs {params.n_envs} --seed {params.seed} {params.cap}"
         " --output {output:q} > {log:q} 2>&1"

@@ -1,3 +1,7 @@
+from workflow_scripts.experts.layout import ExpertFiles
+from workflow_scripts.provenance import code_sha256
+
+
 rule train_expert:
     """Train the env's SB3 / sb3-contrib expert; resumes from results/experts/{env}/checkpoints.
 
@@ -10,11 +14,13 @@ rule train_expert:
         # more episodes) re-checks nothing and never retrains the expert.
         baseline=ancient("results/baselines/{env}.json"),
     output:
-        model="results/experts/{env}/{env}.zip",
-        summary="results/experts/{env}/expert.json",
-        monitor="results/experts/{env}/monitor.csv",
+        # The files of workflow_scripts/experts/layout.py, results/experts/{env}/...
+        model=ExpertFiles.of("{env}").model,
+        summary=ExpertFiles.of("{env}").summary,
+        config=ExpertFiles.of("{env}").config,
+        monitor=ExpertFiles.of("{env}").monitor,
         curve=report(
-            "results/experts/{env}/curve.png",
+            ExpertFiles.of("{env}").curve,
             caption="../report/expert_curve.rst",
             category="Expert training curves",
             labels={"env": "{env}"},
@@ -32,7 +38,8 @@ rule train_expert:
     params:
         # The stage's code and the package modules it imports: editing them reruns it.
         code=code_sha256("workflow_scripts.train_expert"),
-        output_dir=lambda wildcards, output: os.path.dirname(output.model),
+        # The folder it trains in: checkpoints and tensorboard logs go there too.
+        output_dir=lambda wildcards: ExpertFiles.of(wildcards.env).folder,
         seed=config["expert_training"]["seed"],
         checkpoint_every=config["expert_training"]["checkpoint_every"],
         eval_episodes=config["expert_training"]["eval_episodes"],

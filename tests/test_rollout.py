@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import h5py
 import numpy as np
 import pytest
 
 from workflow_scripts.dataset import validate_dataset
 from workflow_scripts.envs import make_env
-from workflow_scripts.rollout import collect_dataset
+from workflow_scripts.provenance import sha256_file
+from workflow_scripts.rollout import collect_dataset, rollout
 
 
 def random_actions(seed=0, n_actions=2):
@@ -80,26 +84,25 @@ def test_too_few_rows_for_an_episode_is_a_clear_error(tmp_path):
     assert not (tmp_path / "p.h5").exists()
 
 
-def test_deterministic_expert_samples_with_its_training_noise(tmp_path):
-    """TD3 has nothing to sample from: the rollout adds its training noise, scaled actions."""
-    from stable_baselines3 import TD3
-
-    from workflow_scripts.hyperparams import resolve_hyperparams, write_hyperparams
-    from workflow_scripts.rollout import ExpertSampler, training_noise_std
-
-    model = TD3("MlpPolicy", "Pendulum-v1", seed=0, policy_kwargs={"net_arch": [8]})
-    observations = np.random.default_rng(0).uniform(-1, 1, (4000, 3)).astype(np.float32)
-    deterministic, _ = model.predict(observations, deterministic=True)
-    plain = ExpertSampler(model, seed=1)(observations)
-    np.testing.assert_allclose(plain, deterministic, atol=1e-6)
-    noisy = ExpertSampler(model, seed=1, action_noise_std=0.1)(observations)
-    assert np.all(np.abs(noisy) <= 2.0)
-    # Pendulum's torque is [-2, 2]: 0.1 in the scaled space is 0.2 Nm, clipped at the bounds.
-    inside = np.abs(deterministic) < 1.0
-    assert np.std((noisy - deterministic)[inside]) == pytest.approx(0.2, rel=0.1)
-    # The noise comes from the recipe the expert was trained with (rl-zoo3's: normal, 0.1).
-    document = resolve_hyperparams("Pendulum-v1", "td3", 20000, source="rl-zoo3")
-    write_hyperparams(document, tmp_path / "config.yml")
-    assert training_noise_std(tmp_path) == 0.1
-    write_hyperparams(resolve_hyperparams("Pendulum-v1", "td3", 1000), tmp_path / "config.yml")
-    assert training_noise_std(tmp_path) is None
+def test_cli_collects_from_the_expert_files_it_is_given(tmp_path, tiny_expert):
+    """The rule's command: the expert's files as flags, the sampler seeded as before."""
+    output = tmp_path / "datasets" / "CartPole-v1.h5"
+    command = [
+        sys.executable, "-m", "workflow_scripts.rollout", "--env", "CartPole-v1",
+        "--expert-model", str(tiny_expert.model), "--expert-summary", str(tiny_expert.summary),
+        "--expert-config", str(tiny_expert.config), "--n-transitions", "600", "--n-envs", "3",
+        "--seed", "7", "--output", str(output),
+    ]  # fmt: skip
+    completed = subprocess.run(command, capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr
+    info = validate_dataset(output, env_id="CartPole-v1")
+    assert info.n_transitions == 600
+    assert info.attrs["expert_path"] == str(tiny_expert.model)
+    assert info.attrs["expert_sha256"] == sha256_file(tiny_expert.model)
+    assert info.attrs["expert_sampling"] == "stochastic policy"
+    # Called as a function with the same files and seed: the same bytes.
+    rollout(
+        "CartPole-v1", tiny_expert.model, tiny_expert.summary, tiny_expert.config,
+        tmp_path / "again.h5", 600, 3, 7,
+    )  # fmt: skip
+    assert (tmp_path / "again.h5").read_bytes() == output.read_bytes()

@@ -8,37 +8,31 @@ import subprocess
 import sys
 import time
 
-import pytest
 from stable_baselines3 import PPO
 
+from workflow_scripts.experts.layout import ExpertFiles
+from workflow_scripts.experts.load import load_expert
+from workflow_scripts.experts.monitor import read_monitor
 from workflow_scripts.hyperparams import resolve_hyperparams, write_hyperparams
-from workflow_scripts.train_expert import load_expert, read_monitor, train_expert
-
-
-@pytest.fixture
-def tiny_ppo_hyperparams(tmp_path):
-    document = resolve_hyperparams(
-        "CartPole-v1", "ppo", 3072, overrides={"n_steps": 256, "batch_size": 64, "n_epochs": 2}
-    )
-    path = tmp_path / "CartPole-v1.yml"
-    write_hyperparams(document, path)
-    return path
+from workflow_scripts.train_expert import train_expert
 
 
 def test_outputs_load_with_plain_sb3(tmp_path, tiny_ppo_hyperparams):
-    output_dir = tmp_path / "expert"
+    files = ExpertFiles.of("CartPole-v1", tmp_path / "experts")
     summary = train_expert(
-        tiny_ppo_hyperparams, output_dir, seed=0, checkpoint_every=1024, eval_episodes=2
+        tiny_ppo_hyperparams, files.folder, seed=0, checkpoint_every=1024, eval_episodes=2
     )
-    model = PPO.load(output_dir / "CartPole-v1.zip")
+    model = PPO.load(files.model)
     assert model.num_timesteps == 3072
-    for name in ("expert.json", "monitor.csv", "curve.png", "config.yml"):
-        assert (output_dir / name).exists(), name
-    assert (output_dir / "tensorboard").is_dir()
-    episodes = read_monitor(output_dir / "monitor.csv")
+    for path in (files.summary, files.monitor, files.curve, files.config):
+        assert path.exists(), path
+    assert files.tensorboard.is_dir() and not files.live_monitor.exists()
+    assert files.config.read_bytes() == tiny_ppo_hyperparams.read_bytes()
+    episodes = read_monitor(files.monitor)
     assert len(episodes) == summary["training_episodes"] > 0
     assert episodes["timesteps"].is_monotonic_increasing
-    _, vecnormalize, stored = load_expert(output_dir, "CartPole-v1")
+    assert summary["last_50_episodes_mean_return"] == episodes["r"].tail(50).mean()
+    _, vecnormalize, stored = load_expert(files.model, files.summary)
     assert vecnormalize is None and stored["model_sha256"] == summary["model_sha256"]
 
 
@@ -46,8 +40,10 @@ def test_normalized_expert_saves_and_reloads_its_statistics(tmp_path):
     document = resolve_hyperparams("MountainCarContinuous-v0", "ppo", 64, source="rl-zoo3")
     path = tmp_path / "mcc.yml"
     write_hyperparams(document, path)
-    train_expert(path, tmp_path / "expert", seed=0, checkpoint_every=32, eval_episodes=1)
-    _, vecnormalize, summary = load_expert(tmp_path / "expert", "MountainCarContinuous-v0")
+    files = ExpertFiles.of("MountainCarContinuous-v0", tmp_path)
+    train_expert(path, files.folder, seed=0, checkpoint_every=32, eval_episodes=1)
+    assert files.vecnormalize.exists()
+    _, vecnormalize, summary = load_expert(files.model, files.summary)
     assert summary["vecnormalize"] == "vecnormalize.pkl"
     assert vecnormalize is not None and not vecnormalize.training
     assert vecnormalize.obs_rms.count > 1

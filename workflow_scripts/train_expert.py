@@ -1,19 +1,13 @@
 """Train one env's expert with Stable-Baselines3 / sb3-contrib, resumably.
 
-Reads the resolved hyperparameters (``results/hyperparams/{env}.yml``) and writes, in
-``results/experts/{env}/`` (rl-zoo3's file names inside one folder per env):
-
-- ``{env}.zip``          the final model; loads with plain ``ALGO.load()``
-- ``vecnormalize.pkl``   observation/reward normalization statistics, when the
-                         hyperparameters ask for ``normalize`` (rl-zoo3 entries may)
-- ``config.yml``         the hyperparameters it was trained with
-- ``monitor.csv``        one row per finished training episode (SB3 Monitor columns
-                         r, l, t plus the global ``timesteps`` at which it ended)
-- ``tensorboard/``       SB3's tensorboard logs
-- ``curve.png``          episode return vs timesteps
-- ``expert.json``        provenance, a deterministic check of the final model and the
-                         quality gate's verdict (``quality``: its return against
-                         Gymnasium's reward_threshold and rl-zoo3's benchmark figure)
+Reads the resolved hyperparameters (``results/hyperparams/{env}.yml``) and writes the
+expert's files into ``results/experts/{env}/`` (named in
+:class:`workflow_scripts.experts.layout.ExpertFiles`, rl-zoo3's names): the final model,
+its normalization statistics when the hyperparameters ask for ``normalize``, the
+hyperparameters, the episode log (:mod:`workflow_scripts.experts.monitor`), tensorboard
+logs, the training curve, and ``expert.json``: provenance, a deterministic check of the
+final model and the quality gate's verdict (``quality``: its return against Gymnasium's
+reward_threshold and rl-zoo3's benchmark figure).
 
 Every ``checkpoint_every`` timesteps the model (and replay buffer, normalization
 statistics, episode log) go to ``checkpoints/``; a rerun after a kill resumes from there.
@@ -44,6 +38,16 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 from workflow_scripts.config import algorithm_class
 from workflow_scripts.envs import make_env
 from workflow_scripts.expert_quality import ExpertBelowReference, expert_quality
+from workflow_scripts.experts.curves import plot_training_curve
+from workflow_scripts.experts.layout import ExpertFiles
+from workflow_scripts.experts.load import deterministic_check
+from workflow_scripts.experts.monitor import (
+    SMOOTHING_WINDOW,
+    monitor_header,
+    monitor_row,
+    read_monitor,
+    recent_mean_return,
+)
 from workflow_scripts.hyperparams import constructor_kwargs, normalize_kwargs, read_hyperparams
 from workflow_scripts.provenance import (
     atomic_path,
@@ -52,9 +56,6 @@ from workflow_scripts.provenance import (
     sha256_json,
     write_json,
 )
-
-MONITOR_COLUMNS = "r,l,t,timesteps"
-SMOOTHING_EPISODES = 50  # the paper smooths curves over 50 episodes for runs over 500 episodes
 
 
 def make_training_env(env_id: str, n_envs: int, seed: int, max_episode_steps: int | None) -> VecEnv:
@@ -109,12 +110,8 @@ class TrainingLog(BaseCallback):
         if finished:
             with open(self.monitor_path, "a") as handle:
                 for episode in finished:
-                    handle.write(
-                        f"{episode['r']:.6g},{episode['l']},{episode['t']:.6g},{self.num_timesteps}\n"
-                    )
-                    self.recent_returns = (self.recent_returns + [episode["r"]])[
-                        -SMOOTHING_EPISODES:
-                    ]
+                    handle.write(monitor_row(episode, self.num_timesteps))
+                    self.recent_returns = (self.recent_returns + [episode["r"]])[-SMOOTHING_WINDOW:]
         if self.num_timesteps >= self.next_report:
             self._report()
             self.next_report += max(1, self.total_timesteps // 50)
@@ -188,79 +185,6 @@ def load_checkpoint(
     return model
 
 
-def read_monitor(path: str | os.PathLike):
-    """monitor.csv as a DataFrame (columns r, l, t, timesteps)."""
-    import pandas as pd
-
-    return pd.read_csv(path, comment="#")
-
-
-def plot_curve(monitor_path: Path, output_path: Path, env_id: str, algo: str) -> None:
-    """Episode return vs timesteps; smoothed over the last 50 episodes when there are over 500."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    episodes = read_monitor(monitor_path)
-    figure, axis = plt.subplots(figsize=(6, 4))
-    if len(episodes) > 500:
-        axis.plot(episodes["timesteps"], episodes["r"], color="tab:blue", alpha=0.2, linewidth=0.5)
-        smoothed = episodes["r"].rolling(SMOOTHING_EPISODES, min_periods=1).mean()
-        axis.plot(
-            episodes["timesteps"],
-            smoothed,
-            color="tab:blue",
-            label=f"mean of last {SMOOTHING_EPISODES}",
-        )
-        axis.legend(loc="lower right")
-    else:
-        axis.plot(episodes["timesteps"], episodes["r"], color="tab:blue", marker=".", linewidth=1)
-    axis.set_title(f"{env_id} ({algo.upper()}), {len(episodes)} episodes")
-    axis.set_xlabel("timesteps")
-    axis.set_ylabel("episode return")
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    with atomic_path(output_path, suffix=".png") as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)
-
-
-def evaluate_deterministic(
-    model: BaseAlgorithm,
-    env_id: str,
-    n_episodes: int,
-    seed: int,
-    max_episode_steps: int | None,
-    vecnormalize: VecNormalize | None,
-) -> dict[str, Any]:
-    """Returns of the trained model acting deterministically (a sanity check of the expert)."""
-    env = make_env(env_id, max_episode_steps)
-    returns, lengths = [], []
-    for episode in range(n_episodes):
-        observation, _ = env.reset(seed=seed + episode)
-        done, total, length = False, 0.0, 0
-        while not done:
-            policy_input = np.asarray(observation)[None]
-            if vecnormalize is not None:
-                policy_input = vecnormalize.normalize_obs(policy_input)
-            action, _ = model.predict(policy_input, deterministic=True)
-            observation, reward, terminated, truncated, _ = env.step(action[0])
-            total += float(reward)
-            length += 1
-            done = terminated or truncated
-        returns.append(total)
-        lengths.append(length)
-    env.close()
-    return {
-        "n_episodes": n_episodes,
-        "seed": seed,
-        "mean_return": float(np.mean(returns)),
-        "std_return": float(np.std(returns)),
-        "mean_length": float(np.mean(lengths)),
-    }
-
-
 def train_expert(
     hyperparams_path: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -282,14 +206,8 @@ def train_expert(
     document = read_hyperparams(hyperparams_path)
     env_id, algo = document["env_id"], document["algo"]
     total_timesteps = int(document["n_timesteps"])
-    output_dir = Path(output_dir)
-    checkpoint_dir = output_dir / "checkpoints"
-    monitor_path = output_dir / "monitor.csv"
-    # Episodes are logged live under a scratch name and published as monitor.csv when
-    # training ends: a killed run never leaves a monitor.csv that looks like a whole log
-    # (Snakemake would then hold the declared output as present but incomplete).
-    live_monitor_path = output_dir / ".monitor.csv.partial"
-    output_dir.mkdir(parents=True, exist_ok=True)
+    files = ExpertFiles(Path(output_dir), env_id)
+    files.folder.mkdir(parents=True, exist_ok=True)
     if device == "auto":
         # SB3's MLP policies run faster on the CPU than on a GPU; keep experts on the CPU.
         device = "cpu"
@@ -305,42 +223,14 @@ def train_expert(
             "action_noise": document["action_noise"],
         }
     )
+    model = _start_or_resume(document, files, seed, device, run_key)
 
-    algo_class = algorithm_class(algo)
-    venv = make_training_env(
-        env_id, int(document["n_envs"]), seed, document.get("max_episode_steps")
-    )
-    norm_kwargs = normalize_kwargs(document)
-    if norm_kwargs is not None:
-        venv = VecNormalize(venv, **norm_kwargs)
-
-    model = load_checkpoint(checkpoint_dir, algo_class, venv, run_key, device)
-    if model is None:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-        live_monitor_path.write_text(
-            "#"
-            + json.dumps({"env_id": env_id, "algo": algo, "seed": seed})
-            + "\n"
-            + MONITOR_COLUMNS
-            + "\n"
-        )
-        kwargs = constructor_kwargs(document, venv.action_space)
-        model = algo_class(
-            document["policy"],
-            venv,
-            seed=seed,
-            device=device,
-            tensorboard_log=str(output_dir / "tensorboard"),
-            verbose=0,
-            **kwargs,
-        )
-    else:
-        # Episodes logged after the checkpoint by the killed run would be counted twice.
-        shutil.copyfile(checkpoint_dir / "monitor.csv", live_monitor_path)
-
+    # Episodes are logged live under a scratch name and published as monitor.csv when
+    # training ends: a killed run never leaves a monitor.csv that looks like a whole log
+    # (Snakemake would then hold the declared output as present but incomplete).
     remaining = total_timesteps - model.num_timesteps
     callback = TrainingLog(
-        live_monitor_path, checkpoint_dir, checkpoint_every, total_timesteps, run_key
+        files.live_monitor, files.checkpoints, checkpoint_every, total_timesteps, run_key
     )
     started = time.time()
     if remaining > 0:
@@ -351,23 +241,14 @@ def train_expert(
             tb_log_name=algo,
         )
     train_seconds = time.time() - started
-    os.replace(live_monitor_path, monitor_path)
+    os.replace(files.live_monitor, files.monitor)
 
-    model_path = output_dir / f"{env_id}.zip"
-    with atomic_path(model_path, suffix=".zip") as tmp:
-        model.save(tmp)
-    vecnormalize = model.get_env() if isinstance(model.get_env(), VecNormalize) else None
-    if vecnormalize is not None:
-        with atomic_path(output_dir / "vecnormalize.pkl", suffix=".pkl") as tmp:
-            vecnormalize.save(tmp)
-        vecnormalize.training = False
-    with atomic_path(output_dir / "config.yml", suffix=".yml") as tmp:
-        shutil.copyfile(hyperparams_path, tmp)
-    plot_curve(monitor_path, output_dir / "curve.png", env_id, algo)
-    check = evaluate_deterministic(
+    vecnormalize = _save_final_model(model, files, hyperparams_path)
+    plot_training_curve(files.monitor, files.curve, env_id, algo)
+    check = deterministic_check(
         model, env_id, eval_episodes, seed + 10_000, document.get("max_episode_steps"), vecnormalize
     )
-    episodes = read_monitor(monitor_path)
+    episodes = read_monitor(files.monitor)
     verdict = None
     if baseline_path is not None:
         random_return = float(json.loads(Path(baseline_path).read_text())["mean_return"])
@@ -380,15 +261,13 @@ def train_expert(
         "algo": algo,
         "n_timesteps": int(model.num_timesteps),
         "seed": seed,
-        "model": model_path.name,
-        "model_sha256": sha256_file(model_path),
-        "vecnormalize": "vecnormalize.pkl" if vecnormalize is not None else None,
+        "model": files.model.name,
+        "model_sha256": sha256_file(files.model),
+        "vecnormalize": files.vecnormalize.name if vecnormalize is not None else None,
         "hyperparams_sha256": sha256_file(hyperparams_path),
         "max_episode_steps": document.get("max_episode_steps"),
         "training_episodes": len(episodes),
-        "last_50_episodes_mean_return": float(episodes["r"].tail(SMOOTHING_EPISODES).mean())
-        if len(episodes)
-        else None,
+        "last_50_episodes_mean_return": recent_mean_return(episodes["r"]),
         "deterministic_check": check,
         "quality": verdict,
         "train_seconds_this_run": round(train_seconds, 1),
@@ -400,10 +279,58 @@ def train_expert(
         f"{check['mean_return']:.2f} ± {check['std_return']:.2f}",
         flush=True,
     )
-    write_json(output_dir / "expert.json", summary)
+    write_json(files.summary, summary)
     if verdict is not None and verdict["status"] == "below":
-        _report_below_reference(verdict, model, checkpoint_dir, monitor_path, run_key)
+        _report_below_reference(verdict, model, files.checkpoints, files.monitor, run_key)
     return summary
+
+
+def _start_or_resume(
+    document: dict[str, Any], files: ExpertFiles, seed: int, device: str, run_key: str
+) -> BaseAlgorithm:
+    """The model from the checkpoint of this run, or a new one; its live episode log ready."""
+    env_id, algo = document["env_id"], document["algo"]
+    algo_class = algorithm_class(algo)
+    venv = make_training_env(
+        env_id, int(document["n_envs"]), seed, document.get("max_episode_steps")
+    )
+    norm_kwargs = normalize_kwargs(document)
+    if norm_kwargs is not None:
+        venv = VecNormalize(venv, **norm_kwargs)
+
+    model = load_checkpoint(files.checkpoints, algo_class, venv, run_key, device)
+    if model is not None:
+        # Episodes logged after the checkpoint by the killed run would be counted twice.
+        shutil.copyfile(files.checkpoints / "monitor.csv", files.live_monitor)
+        return model
+    shutil.rmtree(files.checkpoints, ignore_errors=True)
+    files.live_monitor.write_text(monitor_header(env_id, algo, seed))
+    kwargs = constructor_kwargs(document, venv.action_space)
+    return algo_class(
+        document["policy"],
+        venv,
+        seed=seed,
+        device=device,
+        tensorboard_log=str(files.tensorboard),
+        verbose=0,
+        **kwargs,
+    )
+
+
+def _save_final_model(
+    model: BaseAlgorithm, files: ExpertFiles, hyperparams_path: str | os.PathLike
+) -> VecNormalize | None:
+    """Model, normalization statistics (returned, frozen) and hyperparameters, atomically."""
+    with atomic_path(files.model, suffix=".zip") as tmp:
+        model.save(tmp)
+    vecnormalize = model.get_env() if isinstance(model.get_env(), VecNormalize) else None
+    if vecnormalize is not None:
+        with atomic_path(files.vecnormalize, suffix=".pkl") as tmp:
+            vecnormalize.save(tmp)
+        vecnormalize.training = False
+    with atomic_path(files.config, suffix=".yml") as tmp:
+        shutil.copyfile(hyperparams_path, tmp)
+    return vecnormalize
 
 
 def _report_below_reference(
@@ -428,21 +355,6 @@ def _report_below_reference(
         + " (expert_training.quality is 'error'; the model is kept in "
         + f"{checkpoint_dir}: set quality to 'warn' to publish it, or train longer)"
     )
-
-
-def load_expert(expert_dir: str | os.PathLike, env_id: str, device: str = "cpu"):
-    """The trained model and its VecNormalize statistics (or None), as written by :func:`train_expert`."""
-    expert_dir = Path(expert_dir)
-    summary = json.loads((expert_dir / "expert.json").read_text())
-    model = algorithm_class(summary["algo"]).load(expert_dir / f"{env_id}.zip", device=device)
-    vecnormalize = None
-    if summary.get("vecnormalize"):
-        import pickle
-
-        with open(expert_dir / summary["vecnormalize"], "rb") as handle:
-            vecnormalize = pickle.load(handle)
-        vecnormalize.training = False
-    return model, vecnormalize, summary
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,1 @@
+"""Tests of workflow_scripts/experts/."""
