@@ -1,11 +1,11 @@
 """Bad configs: every rule of the schema and of the checks beyond it rejects a bad value,
 before any job runs, with a message naming the key.
 
-The checks are the ones the rule files run when Snakemake parses the workflow
-(``rules/common.smk``: :func:`validate_config`; ``rules/dm.smk``: the dm section against
-the dataset size; ``rules/qwen.smk``: one transition of every env within the context);
-:func:`check_like_the_workflow` runs them in the same order, and the last test shows the
-workflow itself stopping on them.
+Every check that needs neither the tokenizer nor the envs runs in :func:`validate_config`,
+which ``rules/common.smk`` calls when Snakemake parses the workflow (schema, overrides,
+each model section's cross-key rules); the last test shows the workflow itself stopping
+on them. Whether one transition of every env fits Qwen's context needs the tokenizer, so
+the training job checks it (:func:`check_config_with_tokenizer`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from reliability_helpers import tiny_config, write_overlay
 
 from tests.support.workflow import copy_workflow, output_of, snakemake
 from workflow_scripts.config import ConfigError, load_config, merge_config, validate_config
-from workflow_scripts.train_dm import check_config as check_dm_config
-from workflow_scripts.train_qwen import check_config as check_qwen_config
+from workflow_scripts.qwen.settings import check_config_with_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -26,14 +25,6 @@ def base_config(repo_root) -> dict:
     """The paper's config on two envs (a Box and a Discrete action space), both models."""
     config = load_config(repo_root / "config.yaml")
     return merge_config(config, {"envs": ["CartPole-v1", "Pendulum-v1"]})
-
-
-def check_like_the_workflow(config: dict) -> None:
-    validate_config(config)
-    if "dm" in config["models"]:
-        check_dm_config(config["dm"], config["dataset"]["n_transitions"])
-    if "qwen" in config["models"]:
-        check_qwen_config(config["qwen"], config["envs"])
 
 
 def set_key(config: dict, path: str, value) -> None:
@@ -71,7 +62,7 @@ BAD_VALUES = [
      "expert_training.checkpoint_every", "less than the minimum of 1"),
     ("baseline episodes 0", {"baseline.n_episodes": 0},
      "baseline.n_episodes", "less than the minimum of 2"),
-    ("DM steps 0", {"dm.total_steps": 0}, "dm.total_steps", "less than the minimum of 1"),
+    ("DM steps 0", {"dm.max_steps": 0}, "dm.max_steps", "less than the minimum of 1"),
     ("DM batch 0", {"dm.batch_size_per_gpu": 0},
      "dm.batch_size_per_gpu", "less than the minimum of 1"),
     ("Qwen steps 0", {"qwen.max_steps": 0}, "qwen.max_steps", "less than the minimum of 1"),
@@ -79,8 +70,8 @@ BAD_VALUES = [
      "dm.sequence_length", "less than the minimum of 2"),
     ("DM window longer than a dataset", {"dataset.n_transitions": 100},
      "dm.sequence_length", "a window of 512 transitions does not fit a dataset of dataset.n_transitions 100 rows"),
-    ("Qwen context below one transition", {"qwen.max_seq_length": 150},
-     "qwen.max_seq_length", "Pendulum-v1: one transition"),
+    ("Qwen warm-up longer than the run", {"qwen.warmup_steps": 50000},
+     "qwen.warmup_steps", "50000 exceeds qwen.max_steps 36000"),
     ("Qwen model given twice", {"qwen.random_init": {"hidden_size": 8}},
      "qwen.random_init", "is not of type 'null'"),
 ]  # fmt: skip
@@ -99,14 +90,23 @@ def test_bad_value_is_rejected_naming_its_key(base_config, changes, key, problem
         else:
             set_key(config, path, value)
     with pytest.raises(ConfigError) as error:
-        check_like_the_workflow(config)
+        validate_config(config)
     message = str(error.value)
     assert f"{key}: " in message or f"{key}." in message, message
     assert problem in message, message
 
 
 def test_the_paper_config_passes_every_check(base_config):
-    check_like_the_workflow(copy.deepcopy(base_config))
+    validate_config(copy.deepcopy(base_config))
+    check_config_with_tokenizer(base_config["qwen"], base_config["envs"])
+
+
+def test_qwen_context_below_one_transition_is_named_by_the_training_check(base_config):
+    """Needs the tokenizer and a step of every env: run by the job, not at every parse."""
+    section = {**base_config["qwen"], "max_seq_length": 150}
+    validate_config({**base_config, "qwen": section})  # the parse lets it through
+    with pytest.raises(ConfigError, match="qwen.max_seq_length: Pendulum-v1: one transition"):
+        check_config_with_tokenizer(section, base_config["envs"])
 
 
 @pytest.mark.parametrize(
@@ -117,7 +117,10 @@ def test_the_paper_config_passes_every_check(base_config):
             "dataset.n_transitions: 0 is less than the minimum of 1",
         ),
         ({"dm": {"sequence_length": 8192}}, "dm.sequence_length: a window of 4096 transitions"),
-        ({"models": ["qwen"], "qwen": {"max_seq_length": 100}}, "qwen.max_seq_length: CartPole-v1"),
+        (
+            {"models": ["qwen"], "qwen": {"warmup_steps": 100, "max_steps": 5}},
+            "qwen.warmup_steps: 100 exceeds qwen.max_steps 5",
+        ),
     ],
     ids=["schema", "dm", "qwen"],
 )
