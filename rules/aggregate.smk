@@ -1,5 +1,7 @@
 import shlex
-from pathlib import Path
+
+from workflow_scripts.experts.layout import ExpertFiles
+from workflow_scripts.provenance import code_sha256
 
 # Every per-seed evaluation of the configured models, envs and seeds.
 EVALUATION_RECORDS = expand(
@@ -19,7 +21,7 @@ rule aggregate:
     """Mean normalized score per env and model, Welch's t-test, bolding; CSV and Markdown."""
     input:
         records=EVALUATION_RECORDS,
-        experts=expand("results/experts/{env}/expert.json", env=ENVS),
+        experts=expand(ExpertFiles.of("{env}").summary, env=ENVS),
     output:
         csv=report(
             "results/table.csv",
@@ -42,14 +44,12 @@ rule aggregate:
     params:
         # The stage's code and the package modules it imports: editing them reruns it.
         code=code_sha256("workflow_scripts.aggregate"),
-        # results/eval, from results/eval/{model}/{env}/seed{seed}.json
-        eval_dir=lambda wildcards, input: Path(input.records[0]).parents[2],
         models=MODELS,
         envs=ENVS,
         seeds=SEEDS,
         display_names=DISPLAY_NAME_FLAGS,
     shell:
-        "python -m workflow_scripts.aggregate --eval-dir {params.eval_dir:q}"
+        "python -m workflow_scripts.aggregate --records {input.records:q}"
         " --models {params.models} --envs {params.envs:q} --seeds {params.seeds}"
         " {params.display_names} --expert-summaries {input.experts:q}"
         " --table-csv {output.csv:q} --table-md {output.md:q}"
@@ -60,7 +60,7 @@ rule plots:
     """Per-env normalized scores against the paper; all envs' expert training curves."""
     input:
         records=EVALUATION_RECORDS,
-        monitors=expand("results/experts/{env}/monitor.csv", env=ENVS),
+        monitors=expand(ExpertFiles.of("{env}").monitor, env=ENVS),
         baselines=expand("results/baselines/{env}.json", env=ENVS),
         datasets=expand("results/datasets/{env}.h5", env=ENVS),
     output:
@@ -85,20 +85,14 @@ rule plots:
     params:
         # The stage's code and the package modules it imports: editing them reruns it.
         code=code_sha256("workflow_scripts.plots"),
-        # The folders the stage reads {model}/{env}/seed{seed}.json, {env}/monitor.csv,
-        # {env}.json and {env}.h5 from, taken from the inputs.
-        eval_dir=lambda wildcards, input: Path(input.records[0]).parents[2],
-        experts_dir=lambda wildcards, input: Path(input.monitors[0]).parents[1],
-        baselines_dir=lambda wildcards, input: Path(input.baselines[0]).parent,
-        datasets_dir=lambda wildcards, input: Path(input.datasets[0]).parent,
         models=MODELS,
         envs=ENVS,
         seeds=SEEDS,
         display_names=DISPLAY_NAME_FLAGS,
     shell:
-        "python -m workflow_scripts.plots --eval-dir {params.eval_dir:q}"
-        " --experts-dir {params.experts_dir:q} --baselines-dir {params.baselines_dir:q}"
-        " --datasets-dir {params.datasets_dir:q} --models {params.models}"
+        "python -m workflow_scripts.plots --records {input.records:q}"
+        " --monitors {input.monitors:q} --baselines {input.baselines:q}"
+        " --datasets {input.datasets:q} --models {params.models}"
         " --envs {params.envs:q} --seeds {params.seeds} {params.display_names}"
         " --scores-png {output.scores:q} --curves-png {output.curves:q} > {log:q} 2>&1"
 
@@ -108,7 +102,7 @@ rule compare:
     95% confidence interval beside the paper's (results/comparison.md)."""
     input:
         table="results/table.csv",
-        experts=expand("results/experts/{env}/expert.json", env=ENVS),
+        experts=expand(ExpertFiles.of("{env}").summary, env=ENVS),
         baselines=expand("results/baselines/{env}.json", env=ENVS),
         datasets=expand("results/datasets/{env}.h5", env=ENVS),
     output:

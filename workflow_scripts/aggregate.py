@@ -1,7 +1,7 @@
 """The results table: per env and model, the mean normalized score over evaluation seeds.
 
-Reads ``{eval_dir}/{model}/{env}/seed{seed}.json`` for every configured model, env and
-seed, and writes
+Reads the per-seed evaluation records (``results/eval/{model}/{env}/seed{seed}.json``),
+one for every configured model, env and seed, and writes
 
 - ``table.csv``: machine-readable, one row per env plus an ``Average`` row; per model
   ``{model}_mean``, ``{model}_std`` (sample std, ddof=1), ``{model}_n``,
@@ -18,8 +18,9 @@ run on a subset of envs compares like with like.
 
 CLI::
 
-    python -m workflow_scripts.aggregate --eval-dir results/eval --models dm qwen \\
-        --envs CartPole-v1 Pendulum-v1 --seeds 0 1 2 --display-name dm=DM-0.012B \\
+    python -m workflow_scripts.aggregate --records results/eval/*/*/seed*.json \\
+        --models dm qwen --envs CartPole-v1 Pendulum-v1 --seeds 0 1 2 \\
+        --display-name dm=DM-0.012B \\
         --table-csv results/table.csv --table-md results/table.md
 """
 
@@ -47,11 +48,6 @@ PAPER_MODELS = {"qwen": ("qwen_1_7b_pct", "Qwen-1.7B"), "dm": ("dm_0_012b_pct", 
 AVERAGE_ROW = "Average"
 
 
-def per_seed_path(eval_dir: str | os.PathLike, model: str, env_id: str, seed: int) -> Path:
-    """Where the evaluate stage writes one seed's record."""
-    return Path(eval_dir) / model / env_id / f"seed{seed}.json"
-
-
 @dataclass
 class SeedScores:
     """Normalized scores of one model on one env, in seed order."""
@@ -63,39 +59,48 @@ class SeedScores:
 
 
 def load_scores(
-    eval_dir: str | os.PathLike,
+    records: Sequence[str | os.PathLike],
     models: Sequence[str],
     envs: Sequence[str],
     seeds: Sequence[int],
 ) -> dict[tuple[str, str], SeedScores]:
-    """Read every configured per-seed record; ``(model, env) → SeedScores``.
+    """The per-seed records (``evaluate``'s files), one for every configured model, env and
+    seed; ``(model, env) → SeedScores`` in seed order.
 
-    A missing file raises :class:`FileNotFoundError` naming it; a record whose model, env
-    or seed disagrees with its path, or that lacks a normalized score, raises ValueError.
+    A record says which model, env and seed it holds. A missing file raises
+    :class:`FileNotFoundError` naming it; a record that lacks a normalized score, holds a
+    model, env or seed outside the configured ones or one another record holds, or leaves
+    a configured one without a record, raises ValueError naming it.
     """
+    wanted = {(model, env_id, seed) for model in models for env_id in envs for seed in seeds}
+    found: dict[tuple[str, str, int], tuple[Path, dict[str, Any]]] = {}
+    for path in map(Path, records):
+        record = _read_record(path)
+        key = (record.get("model"), record.get("env_id"), record.get("seed"))
+        if key not in wanted:
+            raise ValueError(
+                f"{path}: holds model {key[0]!r}, env {key[1]!r}, seed {key[2]!r}, which are "
+                "not among the configured models, envs and seeds"
+            )
+        if key in found:
+            raise ValueError(f"{path} and {found[key][0]}: both hold model, env and seed {key}")
+        score = record.get("normalized_score")
+        if not isinstance(score, (int, float)) or not math.isfinite(score):
+            raise ValueError(f"{path}: normalized_score is {score!r}, not a finite number")
+        found[key] = path, record
     loaded = {}
     for model in models:
         for env_id in envs:
             entry = SeedScores(seeds=[], scores=[])
             for seed in seeds:
-                path = per_seed_path(eval_dir, model, env_id, seed)
-                if not path.exists():
-                    raise FileNotFoundError(
-                        f"missing per-seed evaluation {path} (model {model}, env {env_id}, "
-                        f"seed {seed}); run: snakemake {path}"
+                if (model, env_id, seed) not in found:
+                    raise ValueError(
+                        f"no per-seed evaluation of model {model}, env {env_id}, seed {seed} "
+                        f"among the {len(records)} records given"
                     )
-                record = _read_record(path)
-                for key, expected in (("model", model), ("env_id", env_id), ("seed", seed)):
-                    if record.get(key) != expected:
-                        raise ValueError(
-                            f"{path}: {key} is {record.get(key)!r}, expected {expected!r} "
-                            "from its path"
-                        )
-                score = record.get("normalized_score")
-                if not isinstance(score, (int, float)) or not math.isfinite(score):
-                    raise ValueError(f"{path}: normalized_score is {score!r}, not a finite number")
+                _, record = found[model, env_id, seed]
                 entry.seeds.append(seed)
-                entry.scores.append(float(score))
+                entry.scores.append(float(record["normalized_score"]))
                 if record.get("failure"):
                     entry.failures.append(record["failure"].get("reason", "unknown"))
             loaded[model, env_id] = entry
@@ -103,6 +108,8 @@ def load_scores(
 
 
 def _read_record(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise FileNotFoundError(f"missing per-seed evaluation {path}; run: snakemake {path}")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
@@ -260,7 +267,7 @@ def _format_percent(value: float) -> str:
 
 
 def write_tables(
-    eval_dir: str | os.PathLike,
+    records: Sequence[str | os.PathLike],
     models: Sequence[str],
     envs: Sequence[str],
     seeds: Sequence[int],
@@ -272,7 +279,7 @@ def write_tables(
     """Load the per-seed records, build the table, write both files atomically."""
     if not models or not envs or not seeds:
         raise ValueError("aggregate needs at least one model, one env and one seed")
-    scores = load_scores(eval_dir, models, envs, seeds)
+    scores = load_scores(records, models, envs, seeds)
     table = build_table(scores, models, envs)
     verdicts = read_expert_verdicts(expert_summaries)
     if verdicts:
@@ -300,7 +307,13 @@ def parse_display_names(pairs: Sequence[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--eval-dir", required=True, help="folder of {model}/{env}/seed{seed}.json")
+    parser.add_argument(
+        "--records",
+        nargs="+",
+        required=True,
+        help="the per-seed evaluations (results/eval/{model}/{env}/seed{seed}.json), one per "
+        "model, env and seed",
+    )
     parser.add_argument("--models", nargs="+", required=True, help="model keys, e.g. dm qwen")
     parser.add_argument("--envs", nargs="+", required=True, help="Gymnasium env ids")
     parser.add_argument("--seeds", nargs="+", type=int, required=True, help="evaluation seeds")
@@ -321,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table-md", required=True)
     args = parser.parse_args(argv)
     table = write_tables(
-        args.eval_dir,
+        args.records,
         args.models,
         args.envs,
         args.seeds,

@@ -5,14 +5,18 @@
   dotted lines at 0% (random) and 100% (expert); a star over the significantly better
   model (Welch p < 0.05, as in the table).
 - ``expert_curves.png``: one panel per env; the expert's episode returns over training
-  timesteps from its SB3 Monitor log (smoothed over the last 50 episodes when training
-  ran more than 500, as the paper's appendix does), with the random baseline and the
-  dataset's expert score as dashed lines (the 0% and 100% of the normalized scale).
+  timesteps from its episode log (smoothed as the paper's appendix does:
+  :func:`workflow_scripts.experts.monitor.smoothed_returns`), with the random baseline and
+  the dataset's expert score as dashed lines (the 0% and 100% of the normalized scale).
+
+Each file says which env (and model and seed) it holds; the stage is given the files and
+finds each env's among them.
 
 CLI::
 
-    python -m workflow_scripts.plots --eval-dir results/eval --experts-dir results/experts \\
-        --baselines-dir results/baselines --datasets-dir results/datasets --models dm qwen \\
+    python -m workflow_scripts.plots --records results/eval/*/*/seed*.json \\
+        --monitors results/experts/*/monitor.csv --baselines results/baselines/*.json \\
+        --datasets results/datasets/*.h5 --models dm qwen \\
         --envs CartPole-v1 Pendulum-v1 --seeds 0 1 2 --display-name dm=DM-0.012B \\
         --scores-png results/plots/normalized_scores.png \\
         --curves-png results/plots/expert_curves.png
@@ -35,7 +39,6 @@ matplotlib.use("Agg")  # files only; no display on cluster nodes
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker as ticker  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 from workflow_scripts.aggregate import (  # noqa: E402
     PAPER_MODELS,
@@ -45,12 +48,11 @@ from workflow_scripts.aggregate import (  # noqa: E402
     read_paper_results,
 )
 from workflow_scripts.dataset import read_info  # noqa: E402
+from workflow_scripts.experts.curves import CURVE_COLOR, CURVE_LABEL, draw_training_curve  # noqa: E402
+from workflow_scripts.experts.monitor import read_monitor, read_monitor_header  # noqa: E402
 from workflow_scripts.provenance import atomic_path  # noqa: E402
 from workflow_scripts.scores import compare  # noqa: E402
 
-# The paper smooths expert curves over the last 50 episodes for trainings above 500.
-SMOOTHING_WINDOW = 50
-SMOOTHING_MIN_EPISODES = 500
 PANEL_COLUMNS = 5
 MODEL_COLORS = {"qwen": "tab:orange", "dm": "tab:blue"}
 
@@ -83,7 +85,7 @@ def _save(figure: plt.Figure, path: str | os.PathLike) -> None:
 
 
 def plot_normalized_scores(
-    eval_dir: str | os.PathLike,
+    records: Sequence[str | os.PathLike],
     models: Sequence[str],
     envs: Sequence[str],
     seeds: Sequence[int],
@@ -94,7 +96,7 @@ def plot_normalized_scores(
     models = order_models(models)
     names = {model: (display_names or {}).get(model, model) for model in models}
     colors = {model: MODEL_COLORS.get(model, f"C{i + 2}") for i, model in enumerate(models)}
-    scores = load_scores(eval_dir, models, envs, seeds)
+    scores = load_scores(records, models, envs, seeds)
     paper = read_paper_results()
     rng = np.random.default_rng(0)  # dot jitter only
     figure, axes = _grid(len(envs), panel_size=(2.6, 2.3))
@@ -161,49 +163,60 @@ def plot_normalized_scores(
     _save(figure, output_path)
 
 
-def read_monitor(path: str | os.PathLike) -> pd.DataFrame:
-    """An SB3 Monitor log (``#{json}`` line, then ``r,l,t``) in training order, with the
-    training timesteps at each episode's end in column ``timesteps``.
+def files_by_env(
+    paths: Sequence[str | os.PathLike], envs: Sequence[str], env_of, kind: str
+) -> dict[str, Path]:
+    """Each env's file among ``paths``, by the env id the file itself declares (``env_of``).
 
-    The expert stage's log carries ``timesteps`` itself (the global count when the episode
-    ended, right across vectorized envs and resumes); a plain Monitor log gets it as the
-    running sum of episode lengths in wall-time order.
+    ValueError naming the files when two declare the same env or an env has none.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: expert monitor log does not exist")
-    with path.open() as handle:
-        first_line = handle.readline()
-    if not first_line.startswith("#"):
-        raise ValueError(f"{path}: not an SB3 Monitor log (no '#{{...}}' first line)")
-    episodes = pd.read_csv(path, skiprows=1)
-    missing = {"r", "l", "t"} - set(episodes.columns)
+    found: dict[str, Path] = {}
+    for path in map(Path, paths):
+        env_id = env_of(path)
+        if env_id in found:
+            raise ValueError(f"{path} and {found[env_id]}: two {kind} files of {env_id}")
+        found[env_id] = path
+    missing = [env_id for env_id in envs if env_id not in found]
     if missing:
-        raise ValueError(f"{path}: Monitor log lacks column(s) {', '.join(sorted(missing))}")
-    if "timesteps" not in episodes.columns:
-        episodes = episodes.sort_values("t", kind="stable").reset_index(drop=True)
-        episodes["timesteps"] = episodes["l"].cumsum()
-    return episodes
+        raise ValueError(
+            f"no {kind} file of {', '.join(missing)} among the {len(paths)} given "
+            "(by the env id each file declares)"
+        )
+    return found
+
+
+def _monitor_env(path: Path) -> str | None:
+    return read_monitor_header(path).get("env_id")
+
+
+def _baseline_env(path: Path) -> str | None:
+    return json.loads(path.read_text()).get("env_id")
+
+
+def _dataset_env(path: Path) -> str:
+    return read_info(path).env_id
 
 
 def plot_expert_curves(
     envs: Sequence[str],
-    experts_dir: str | os.PathLike,
-    baselines_dir: str | os.PathLike,
-    datasets_dir: str | os.PathLike,
+    monitors: Sequence[str | os.PathLike],
+    baselines: Sequence[str | os.PathLike],
+    datasets: Sequence[str | os.PathLike],
     output_path: str | os.PathLike,
 ) -> None:
-    """All envs' expert training curves on one grid, with the random and expert levels."""
+    """All envs' expert training curves on one grid, with the random and expert levels.
+
+    ``monitors``, ``baselines`` and ``datasets`` hold one file per env, in any order.
+    """
+    monitor_of = files_by_env(monitors, envs, _monitor_env, "expert monitor log")
+    baseline_of = files_by_env(baselines, envs, _baseline_env, "baseline")
+    dataset_of = files_by_env(datasets, envs, _dataset_env, "dataset")
     figure, axes = _grid(len(envs), panel_size=(3.0, 2.3))
     for axis, env_id in zip(axes, envs, strict=True):
-        episodes = read_monitor(Path(experts_dir) / env_id / "monitor.csv")
-        baseline = json.loads((Path(baselines_dir) / f"{env_id}.json").read_text())
-        expert_score = read_info(Path(datasets_dir) / f"{env_id}.h5", env_id).expert_mean_return
-        returns = episodes["r"]
-        if len(episodes) > SMOOTHING_MIN_EPISODES:
-            axis.plot(episodes["timesteps"], returns, color="tab:blue", alpha=0.15, lw=0.5)
-            returns = returns.rolling(SMOOTHING_WINDOW, min_periods=1).mean()
-        axis.plot(episodes["timesteps"], returns, color="tab:blue", lw=1.2)
+        episodes = read_monitor(monitor_of[env_id])
+        baseline = json.loads(baseline_of[env_id].read_text())
+        expert_score = read_info(dataset_of[env_id], env_id).expert_mean_return
+        draw_training_curve(axis, episodes)
         axis.axhline(baseline["mean_return"], color="tab:red", ls="--", lw=0.9)
         axis.axhline(expert_score, color="tab:green", ls="--", lw=0.9)
         axis.set_title(f"{env_id}\n{len(episodes)} training episodes", fontsize=8.5)
@@ -216,13 +229,12 @@ def plot_expert_curves(
     for axis in _first_column(axes):
         axis.set_ylabel("episode return", fontsize=8)
     handles = [
-        plt.Line2D([], [], color="tab:blue", lw=1.2),
+        plt.Line2D([], [], color=CURVE_COLOR, lw=1.2),
         plt.Line2D([], [], color="tab:red", ls="--"),
         plt.Line2D([], [], color="tab:green", ls="--"),
     ]
     labels = [
-        f"expert training return (mean of last {SMOOTHING_WINDOW} when > "
-        f"{SMOOTHING_MIN_EPISODES} episodes)",
+        CURVE_LABEL,
         "random policy (0%)",
         "expert dataset score (100%)",
     ]
@@ -233,10 +245,21 @@ def plot_expert_curves(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--eval-dir", required=True, help="folder of {model}/{env}/seed{seed}.json")
-    parser.add_argument("--experts-dir", required=True, help="folder of {env}/monitor.csv")
-    parser.add_argument("--baselines-dir", required=True, help="folder of {env}.json")
-    parser.add_argument("--datasets-dir", required=True, help="folder of {env}.h5")
+    parser.add_argument(
+        "--records",
+        nargs="+",
+        required=True,
+        help="per-seed evaluations (results/eval/{model}/{env}/seed{seed}.json)",
+    )
+    parser.add_argument(
+        "--monitors", nargs="+", required=True, help="results/experts/{env}/monitor.csv, per env"
+    )
+    parser.add_argument(
+        "--baselines", nargs="+", required=True, help="results/baselines/{env}.json, per env"
+    )
+    parser.add_argument(
+        "--datasets", nargs="+", required=True, help="results/datasets/{env}.h5, per env"
+    )
     parser.add_argument("--models", nargs="+", required=True)
     parser.add_argument("--envs", nargs="+", required=True)
     parser.add_argument("--seeds", nargs="+", type=int, required=True)
@@ -245,16 +268,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--curves-png", required=True)
     args = parser.parse_args(argv)
     plot_normalized_scores(
-        args.eval_dir,
+        args.records,
         args.models,
         args.envs,
         args.seeds,
         args.scores_png,
         display_names=parse_display_names(args.display_name),
     )
-    plot_expert_curves(
-        args.envs, args.experts_dir, args.baselines_dir, args.datasets_dir, args.curves_png
-    )
+    plot_expert_curves(args.envs, args.monitors, args.baselines, args.datasets, args.curves_png)
     print(f"wrote {args.scores_png} and {args.curves_png}")
 
 

@@ -36,9 +36,20 @@ def eval_dir(tmp_path):
     return eval_dir
 
 
+def record_paths(eval_dir, models, envs=ENVS, seeds=SEEDS):
+    """The per-seed records the aggregate rule is given, in its layout."""
+    return [
+        eval_dir / model / env_id / f"seed{seed}.json"
+        for model in models
+        for env_id in envs
+        for seed in seeds
+    ]
+
+
 def tables(tmp_path, eval_dir, models, envs=ENVS, display_names=None):
+    records = record_paths(eval_dir, models, envs)
     table = write_tables(
-        eval_dir, models, envs, SEEDS, tmp_path / "table.csv", tmp_path / "table.md", display_names
+        records, models, envs, SEEDS, tmp_path / "table.csv", tmp_path / "table.md", display_names
     )
     return table, pd.read_csv(tmp_path / "table.csv"), (tmp_path / "table.md").read_text()
 
@@ -104,12 +115,36 @@ def test_missing_per_seed_file_is_an_error_naming_it(tmp_path, eval_dir):
     assert not (tmp_path / "table.csv").exists()
 
 
-def test_record_disagreeing_with_its_path_is_an_error(tmp_path, eval_dir):
+def test_records_are_found_by_what_they_hold_not_by_their_order(eval_dir):
+    records = record_paths(eval_dir, ["dm", "qwen"])
+    forward = load_scores(records, ["dm", "qwen"], ENVS, SEEDS)
+    assert load_scores(records[::-1], ["dm", "qwen"], ENVS, SEEDS) == forward
+    assert forward["qwen", "CartPole-v1"].scores == QWEN_CARTPOLE
+
+
+@pytest.mark.parametrize(
+    ("seed_held", "problem"),
+    [
+        (4, r"seed4\.json and .*seed1\.json: both hold"),
+        (7, r"seed1\.json: holds model 'qwen', env 'CartPole-v1', seed 7, which are not among"),
+    ],
+)
+def test_record_holding_another_seed_is_an_error_naming_it(eval_dir, seed_held, problem):
     path = eval_dir / "qwen" / "CartPole-v1" / "seed1.json"
     record = json.loads(path.read_text())
-    path.write_text(json.dumps({**record, "seed": 4}))
-    with pytest.raises(ValueError, match=r"seed1\.json: seed is 4, expected 1"):
-        load_scores(eval_dir, ["qwen"], ["CartPole-v1"], SEEDS)
+    path.write_text(json.dumps({**record, "seed": seed_held}))
+    with pytest.raises(ValueError, match=problem):
+        load_scores(
+            record_paths(eval_dir, ["qwen"], ["CartPole-v1"]), ["qwen"], ["CartPole-v1"], SEEDS
+        )
+
+
+def test_configured_seed_without_a_record_is_an_error(eval_dir):
+    records = record_paths(eval_dir, ["dm"], ["CartPole-v1"], seeds=SEEDS[:-1])
+    with pytest.raises(
+        ValueError, match="no per-seed evaluation of model dm, env CartPole-v1, seed 4"
+    ):
+        load_scores(records, ["dm"], ["CartPole-v1"], SEEDS)
 
 
 def test_failed_rollouts_counted_and_marked(tmp_path, eval_dir):
@@ -130,8 +165,9 @@ def test_env_missing_from_the_paper_has_empty_paper_cells(tmp_path):
 
 
 def test_cli(tmp_path, eval_dir):
+    records = map(str, record_paths(eval_dir, ["dm", "qwen"]))
     command = [
-        sys.executable, "-m", "workflow_scripts.aggregate", "--eval-dir", str(eval_dir),
+        sys.executable, "-m", "workflow_scripts.aggregate", "--records", *records,
         "--models", "dm", "qwen", "--envs", *ENVS, "--seeds", *map(str, SEEDS),
         "--display-name", "dm=DM-tiny", "--display-name", "qwen=Qwen3-tiny",
         "--table-csv", str(tmp_path / "out" / "table.csv"),
@@ -145,8 +181,9 @@ def test_cli(tmp_path, eval_dir):
 
 
 def test_cli_missing_file_exits_with_its_name(tmp_path, eval_dir):
+    records = map(str, record_paths(eval_dir, ["dm"], ["CartPole-v1"], seeds=[0, 9]))
     command = [
-        sys.executable, "-m", "workflow_scripts.aggregate", "--eval-dir", str(eval_dir),
+        sys.executable, "-m", "workflow_scripts.aggregate", "--records", *records,
         "--models", "dm", "--envs", "CartPole-v1", "--seeds", "0", "9",
         "--table-csv", str(tmp_path / "table.csv"), "--table-md", str(tmp_path / "table.md"),
     ]  # fmt: skip
