@@ -218,7 +218,7 @@ def check_outputs_are_complete(results: Path) -> list[Path]:
             elif suffix == ".png":
                 assert path.read_bytes().endswith(b"IEND\xaeB`\x82"), "PNG has no end chunk"
             elif suffix == ".csv" and path.name == "monitor.csv":
-                from workflow_scripts.train_expert import read_monitor
+                from workflow_scripts.experts.monitor import read_monitor
 
                 episodes = read_monitor(path)
                 assert list(episodes.columns) == ["r", "l", "t", "timesteps"]

@@ -73,7 +73,7 @@ def test_killed_snakemake_during_expert_training_resumes_from_the_checkpoint(tmp
     assert f"resuming from checkpoint at {checkpointed} timesteps" in log
     summary = json.loads((expert_dir / "expert.json").read_text())
     assert summary["n_timesteps"] == 6144
-    from workflow_scripts.train_expert import read_monitor
+    from workflow_scripts.experts.monitor import read_monitor
 
     episodes = read_monitor(expert_dir / "monitor.csv")
     assert episodes["timesteps"].is_monotonic_increasing  # no episode logged twice
