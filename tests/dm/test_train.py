@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from tests.support.tiny_models import TINY_DM_ARCHITECTURE
 from workflow_scripts.dm import train as train_module
-from workflow_scripts.dm.model import DecisionModel
+from workflow_scripts.dm.modeling_dm import DecisionModel
 from workflow_scripts.dm.policy import load_policy
 from workflow_scripts.dm.train import TrainSettings, train
 from workflow_scripts.training import (

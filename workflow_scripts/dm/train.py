@@ -24,14 +24,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from workflow_scripts.dataset import DatasetInfo
 from workflow_scripts.distributed import DistributedContext, cleanup_distributed, setup_distributed
+from workflow_scripts.dm.configuration_dm import DecisionModelConfig, env_entry
 from workflow_scripts.dm.data import WindowBatches, make_loader
-from workflow_scripts.dm.model import (
-    ARCHITECTURE_KEYS,
-    DecisionModel,
-    DecisionModelConfig,
-    env_entry,
-    parameter_breakdown,
-)
+from workflow_scripts.dm.modeling_dm import DecisionModel, parameter_breakdown
+from workflow_scripts.dm.settings import ARCHITECTURE_KEYS
 from workflow_scripts.training import (
     CheckpointMismatch,
     TrainingRun,
