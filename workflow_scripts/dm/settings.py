@@ -59,12 +59,8 @@ def cross_key_problems(section: dict[str, Any], n_transitions: int | None = None
     """
     problems = []
     context_transitions = section["sequence_length"] // 2  # an observation and an action each
-    if section["sequence_length"] < 2:
-        problems.append(
-            f"dm.sequence_length: {section['sequence_length']} positions cannot hold one "
-            "transition (2 positions: observation and action)"
-        )
-    elif n_transitions is not None and context_transitions > n_transitions:
+    # sequence_length >= 2 (one transition) is the schema's minimum.
+    if n_transitions is not None and context_transitions > n_transitions:
         problems.append(
             f"dm.sequence_length: a window of {context_transitions} transitions "
             f"does not fit a dataset of dataset.n_transitions {n_transitions} rows"
