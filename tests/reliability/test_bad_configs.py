@@ -98,7 +98,8 @@ def test_bad_value_is_rejected_naming_its_key(base_config, changes, key, problem
 
 def test_the_paper_config_passes_every_check(base_config):
     validate_config(copy.deepcopy(base_config))
-    check_config_with_tokenizer(base_config["qwen"], base_config["envs"])
+    qwen = base_config["qwen"]
+    check_config_with_tokenizer(qwen["tokenizer"], qwen["max_seq_length"], base_config["envs"])
 
 
 def test_qwen_context_below_one_transition_is_named_by_the_training_check(base_config):
@@ -106,7 +107,7 @@ def test_qwen_context_below_one_transition_is_named_by_the_training_check(base_c
     section = {**base_config["qwen"], "max_seq_length": 150}
     validate_config({**base_config, "qwen": section})  # the parse lets it through
     with pytest.raises(ConfigError, match="qwen.max_seq_length: Pendulum-v1: one transition"):
-        check_config_with_tokenizer(section, base_config["envs"])
+        check_config_with_tokenizer(section["tokenizer"], 150, base_config["envs"])
 
 
 @pytest.mark.parametrize(

@@ -76,24 +76,27 @@ def cross_key_problems(section: dict[str, Any]) -> list[str]:
     return problems
 
 
-def check_config_with_tokenizer(section: dict[str, Any], env_ids: list[str]) -> None:
+def check_config_with_tokenizer(
+    tokenizer: str | None, max_seq_length: int, env_ids: list[str]
+) -> None:
     """The check that needs the run's tokenizer and the envs; the training job calls it.
 
     For every env, the system prompt and one transition (a random-policy step, counted with
-    the run's tokenizer) must fit ``max_seq_length``. Raises
-    :class:`workflow_scripts.config.ConfigError` naming the key and the env.
+    ``tokenizer``, config ``qwen.tokenizer``; None is the packaged Qwen3 tokenizer) must fit
+    ``max_seq_length``. Raises :class:`workflow_scripts.config.ConfigError` naming the key
+    and the env.
     """
     # Imported here: the tokenizer and the envs are what the workflow's parse must not load.
     from workflow_scripts.config import ConfigError
     from workflow_scripts.qwen.budgets import BudgetError, budgets_from_random_policy
     from workflow_scripts.qwen.tokenizer import ChatMLEncoder, load_tokenizer
 
-    encoder = ChatMLEncoder(load_tokenizer(section["tokenizer"]))
+    encoder = ChatMLEncoder(load_tokenizer(tokenizer))
     problems = []
     for env_id in env_ids:
         try:
             budgets_from_random_policy(
-                encoder, [env_id], section["max_seq_length"], quantile=0.5, n_rows=3, seed=0
+                encoder, [env_id], max_seq_length, quantile=0.5, n_rows=3, seed=0
             )
         except BudgetError as error:
             problems.append(f"qwen.max_seq_length: {error}")
