@@ -20,11 +20,12 @@ from typing import Any
 
 import yaml
 
-from workflow_scripts.config import load_schema
+from workflow_scripts.config import load_schema, merge_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = REPO_ROOT / "docs" / "configuration.md"
 PAPER_CONFIG = REPO_ROOT / "config.yaml"
+DEMO_OVERLAY = REPO_ROOT / "config.demo.yaml"
 
 HEADER = """\
 # Configuration reference
@@ -41,7 +42,8 @@ its key; `workflow_scripts/config.py` adds the checks a schema cannot express (e
 expert overrides against the algorithm's constructor, each model section's cross-key
 rules).
 
-The **paper config** column is `config.yaml`'s value; *optional* keys may be left out.
+The **paper config** column is `config.yaml`'s value, **demo** the value with the
+`config.demo.yaml` overlay (*same* when equal); *optional* keys may be left out.
 """
 
 
@@ -150,15 +152,20 @@ def rows(schema: dict[str, Any], value: Any, prefix: str) -> list[tuple[str, str
     return found
 
 
-def table(entries: list[tuple[str, str, str, str]]) -> list[str]:
-    lines = ["| key | type | paper config | meaning |", "|---|---|---|---|"]
-    lines += [
-        f"| `{key}` | {kind} | {value} | {meaning} |" for key, kind, value, meaning in entries
-    ]
+def table(
+    paper: list[tuple[str, str, str, str]], demo: list[tuple[str, str, str, str]]
+) -> list[str]:
+    """Markdown rows of :func:`rows` for the paper config, with the demo's values beside."""
+    lines = ["| key | type | paper config | demo | meaning |", "|---|---|---|---|---|"]
+    for (key, kind, value, meaning), (_, _, demo_value, _) in zip(paper, demo, strict=True):
+        demo_value = "*same*" if demo_value == value and value else demo_value
+        lines.append(f"| `{key}` | {kind} | {value} | {demo_value} | {meaning} |")
     return lines
 
 
-def reference(schema: dict[str, Any], paper_config: dict[str, Any]) -> str:
+def reference(
+    schema: dict[str, Any], paper_config: dict[str, Any], demo_config: dict[str, Any]
+) -> str:
     """The whole of docs/configuration.md: top-level keys, then one section per mapping."""
     lines = [HEADER, "## Top level", "", inline(schema.get("description", "")), ""]
     sections = []
@@ -172,14 +179,22 @@ def reference(schema: dict[str, Any], paper_config: dict[str, Any]) -> str:
         "properties": {key: schema["properties"][key] for key in top},
         "required": schema.get("required", []),
     }
-    lines += table(rows(top_schema, paper_config, ""))
+    lines += table(rows(top_schema, paper_config, ""), rows(top_schema, demo_config, ""))
     for key in sections:
         child = schema["properties"][key]
         lines += ["", f"## `{key}`", ""]
         if child.get("description"):
             lines += [inline(child["description"]), ""]
-        lines += table(rows(child, paper_config.get(key), key))
+        lines += table(
+            rows(child, paper_config.get(key), key), rows(child, demo_config.get(key), key)
+        )
     return "\n".join(lines) + "\n"
+
+
+def configs(paper: Path = PAPER_CONFIG, overlay: Path = DEMO_OVERLAY) -> tuple[dict, dict]:
+    """The paper config and the paper config with the demo overlay merged on it."""
+    paper_config = yaml.safe_load(paper.read_text())
+    return paper_config, merge_config(paper_config, yaml.safe_load(overlay.read_text()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,11 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--write", action="store_true", help=f"write {REFERENCE.relative_to(REPO_ROOT)}"
     )
-    parser.add_argument(
-        "--config", type=Path, default=PAPER_CONFIG, help="config whose values fill the table"
-    )
     args = parser.parse_args(argv)
-    text = reference(load_schema(), yaml.safe_load(args.config.read_text()))
+    text = reference(load_schema(), *configs())
     if args.write:
         REFERENCE.write_text(text)
     else:

@@ -1,6 +1,7 @@
 """The expert dataset file: one HDF5 per environment, flat arrays, one row per transition.
 
-Layout (the contract every later stage reads; see docs/data.md):
+Layout (the contract every later stage reads; README.md, "Dataset files", documents it
+for users):
 
 =============== =========================================== ===============================
 dataset         shape / dtype                               meaning
