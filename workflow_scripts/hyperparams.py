@@ -60,6 +60,27 @@ def resolve_hyperparams(
         raise ConfigError(
             f"experts.{env_id}.algo: unknown algorithm {algo!r} (known: {', '.join(ALGORITHMS)})"
         )
+    document = _sb3_defaults_document(env_id, algo, n_timesteps, source, max_episode_steps)
+    if source == "rl-zoo3":
+        _apply_rl_zoo3(document, rl_zoo3_missing)
+    else:
+        document["source"] = "sb3-defaults"
+    for key, value in (overrides or {}).items():
+        document["hyperparams"][key] = value
+        document["provenance"][key] = "config override"
+
+    accepted = accepted_hyperparameters(algo)
+    unknown = sorted(set(document["hyperparams"]) - accepted)
+    if unknown:
+        raise ConfigError(f"experts.{env_id}: {', '.join(unknown)} not accepted by {algo.upper()}")
+    document["versions"] = package_versions()
+    return document
+
+
+def _sb3_defaults_document(
+    env_id: str, algo: str, n_timesteps: int, source: str, max_episode_steps: int | None
+) -> dict[str, Any]:
+    """The document before any entry or override: SB3's defaults, each one's provenance."""
     document: dict[str, Any] = {
         "env_id": env_id,
         "algo": algo,
@@ -74,62 +95,54 @@ def resolve_hyperparams(
         "provenance": {},
         "notes": [],
     }
-    provenance = document["provenance"]
     for key in ("policy", "n_envs", "normalize", "action_noise"):
-        provenance[key] = "sb3-defaults"
-
-    if source == "rl-zoo3":
-        entry, file_name = rl_zoo3_entry(env_id, algo)
-        origin = f"rl-zoo3 {metadata.version('rl_zoo3')} hyperparams/{file_name}"
-        if entry is None:
-            message = f"rl-zoo3 has no {algo} entry for {env_id} in hyperparams/{file_name}"
-            if rl_zoo3_missing == "error":
-                raise ConfigError(
-                    f"experts.{env_id}: {message} (hyperparams.rl_zoo3_missing is 'error')"
-                )
-            document["notes"].append(f"{message}; fell back to SB3 defaults")
-            document["source"] = "sb3-defaults (rl-zoo3 fallback)"
-        else:
-            document["source"] = "rl-zoo3"
-            document["rl_zoo3_entry"] = copy.deepcopy(entry)
-            unsupported = [key for key in UNSUPPORTED_KEYS if key in entry]
-            if unsupported:
-                raise ConfigError(
-                    f"experts.{env_id}: the rl-zoo3 entry uses {', '.join(unsupported)}, "
-                    "which this workflow does not support; use hyperparams_source: sb3-defaults"
-                )
-            zoo_timesteps = entry.pop("n_timesteps", None)
-            if zoo_timesteps is not None and int(zoo_timesteps) != document["n_timesteps"]:
-                document["notes"].append(
-                    f"rl-zoo3 trains for {int(zoo_timesteps)} timesteps; the config's "
-                    f"n_timesteps={document['n_timesteps']} is used"
-                )
-            for key in ("policy", "n_envs", "normalize"):
-                if key in entry:
-                    document[key] = entry.pop(key)
-                    provenance[key] = origin
-            if "noise_type" in entry:
-                document["action_noise"] = {
-                    "type": entry.pop("noise_type"),
-                    "std": float(entry.pop("noise_std", 0.1)),
-                }
-                provenance["action_noise"] = origin
-            for key, value in entry.items():
-                document["hyperparams"][key] = value
-                provenance[key] = origin
-    else:
-        document["source"] = "sb3-defaults"
-
-    for key, value in (overrides or {}).items():
-        document["hyperparams"][key] = value
-        provenance[key] = "config override"
-
-    accepted = accepted_hyperparameters(algo)
-    unknown = sorted(set(document["hyperparams"]) - accepted)
-    if unknown:
-        raise ConfigError(f"experts.{env_id}: {', '.join(unknown)} not accepted by {algo.upper()}")
-    document["versions"] = package_versions()
+        document["provenance"][key] = "sb3-defaults"
     return document
+
+
+def _apply_rl_zoo3(document: dict[str, Any], rl_zoo3_missing: str) -> None:
+    """Take rl-zoo3's entry for the document's (env, algo) whole, or fall back to SB3's
+    defaults (or raise, when ``rl_zoo3_missing`` is ``error``) where it has none."""
+    env_id, algo = document["env_id"], document["algo"]
+    entry, file_name = rl_zoo3_entry(env_id, algo)
+    if entry is None:
+        message = f"rl-zoo3 has no {algo} entry for {env_id} in hyperparams/{file_name}"
+        if rl_zoo3_missing == "error":
+            raise ConfigError(
+                f"experts.{env_id}: {message} (hyperparams.rl_zoo3_missing is 'error')"
+            )
+        document["notes"].append(f"{message}; fell back to SB3 defaults")
+        document["source"] = "sb3-defaults (rl-zoo3 fallback)"
+        return
+    document["source"] = "rl-zoo3"
+    document["rl_zoo3_entry"] = copy.deepcopy(entry)
+    unsupported = [key for key in UNSUPPORTED_KEYS if key in entry]
+    if unsupported:
+        raise ConfigError(
+            f"experts.{env_id}: the rl-zoo3 entry uses {', '.join(unsupported)}, "
+            "which this workflow does not support; use hyperparams_source: sb3-defaults"
+        )
+    zoo_timesteps = entry.pop("n_timesteps", None)
+    if zoo_timesteps is not None and int(zoo_timesteps) != document["n_timesteps"]:
+        document["notes"].append(
+            f"rl-zoo3 trains for {int(zoo_timesteps)} timesteps; the config's "
+            f"n_timesteps={document['n_timesteps']} is used"
+        )
+    origin = f"rl-zoo3 {metadata.version('rl_zoo3')} hyperparams/{file_name}"
+    provenance = document["provenance"]
+    for key in ("policy", "n_envs", "normalize"):
+        if key in entry:
+            document[key] = entry.pop(key)
+            provenance[key] = origin
+    if "noise_type" in entry:
+        document["action_noise"] = {
+            "type": entry.pop("noise_type"),
+            "std": float(entry.pop("noise_std", 0.1)),
+        }
+        provenance["action_noise"] = origin
+    for key, value in entry.items():
+        document["hyperparams"][key] = value
+        provenance[key] = origin
 
 
 def write_hyperparams(document: dict[str, Any], path: str | Path) -> None:

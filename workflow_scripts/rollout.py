@@ -20,6 +20,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium as gym
@@ -63,30 +64,19 @@ def collect_dataset(
 
     Returns the summary also stored as file attributes (episodes, expert mean/std return).
     """
-    n_envs = max(1, min(n_envs, n_transitions))
-    rows_per_env = math.ceil(n_transitions / n_envs)
-    # Block b of env i holds rows [starts[i], stops[i]); the last block may be shorter.
-    starts = np.arange(n_envs) * rows_per_env
-    stops = np.minimum(starts + rows_per_env, n_transitions)
-    n_envs = int((stops > starts).sum())
-    starts, stops = starts[:n_envs], stops[:n_envs]
-
-    envs = make_vector_env(env_id, n_envs, max_episode_steps)
+    shares = RowShares.split(n_transitions, n_envs)
+    envs = make_vector_env(env_id, shares.n_envs, max_episode_steps)
     single_env = envs.envs[0]
-    observation_space, action_space = single_env.observation_space, single_env.action_space
-    observations, _ = envs.reset(seed=[seed + rank for rank in range(n_envs)])
-
-    episode_returns: list[float] = []
-    running_returns = np.zeros(n_envs)
-    steps_taken = 0
-    rows = stops - starts  # each env copy's share; only the last copy may get fewer
-    max_rows, min_rows = int(rows.max()), int(rows.min())
+    observations, _ = envs.reset(seed=[seed + rank for rank in range(shares.n_envs)])
+    episodes = EpisodeReturns(shares.rows)
     # Longer blocks mean fewer (per-call costly) HDF5 writes; the budget bounds the memory.
-    block_steps = max(1, min(MAX_BLOCK_STEPS, BUFFER_BYTES // (n_envs * observations[0].nbytes)))
+    block_steps = max(
+        1, min(MAX_BLOCK_STEPS, BUFFER_BYTES // (shares.n_envs * observations[0].nbytes))
+    )
     started = time.time()
     writer_attrs = {"env_id": env_id, **(attrs or {})}
     with DatasetWriter(
-        output, n_transitions, observation_space, action_space, writer_attrs
+        output, n_transitions, single_env.observation_space, single_env.action_space, writer_attrs
     ) as writer:
         bar = tqdm(
             total=n_transitions,
@@ -96,74 +86,166 @@ def collect_dataset(
             file=sys.stdout,
             disable=not progress,
         )
-        while steps_taken < max_rows:
-            block = min(block_steps, max_rows - steps_taken)
-            observation_rows = np.empty((block, *observations.shape), dtype=observations.dtype)
-            action_rows = None  # shaped after the first call, when the action dtype is known
-            reward_rows = np.empty((block, n_envs), dtype=np.float32)
-            terminated_rows = np.empty((block, n_envs), dtype=bool)
-            truncated_rows = np.empty((block, n_envs), dtype=bool)
-            for step in range(block):
-                actions = act(observations)
-                if action_rows is None:
-                    action_rows = np.empty((block, *np.shape(actions)), np.asarray(actions).dtype)
-                observation_rows[step] = observations
-                action_rows[step] = actions
-                observations, rewards, terminated, truncated, _ = envs.step(actions)
-                reward_rows[step] = rewards
-                terminated_rows[step] = terminated
-                truncated_rows[step] = truncated
-                done = terminated | truncated
-                if steps_taken + step >= min_rows:
-                    # Only steps inside an env's own rows count toward its episodes.
-                    inside = steps_taken + step < rows
-                    rewards = np.where(inside, rewards, 0.0)
-                    done &= inside
-                running_returns += rewards
-                if done.any():
-                    for rank in np.flatnonzero(done):
-                        episode_returns.append(float(running_returns[rank]))
-                        running_returns[rank] = 0.0
-            written = 0
-            for rank in range(n_envs):
-                first = starts[rank] + steps_taken
-                count = min(block, int(stops[rank] - first))
-                if count <= 0:
-                    continue
-                truncated_column = truncated_rows[:count, rank].copy()
-                if first + count == stops[rank]:
-                    truncated_column[-1] = True  # the env's stream is cut here
-                writer.write_at(
-                    int(first),
-                    observation_rows[:count, rank],
-                    action_rows[:count, rank],
-                    reward_rows[:count, rank],
-                    terminated_rows[:count, rank],
-                    truncated_column,
-                )
-                written += count
-            steps_taken += block
-            bar.update(written)
-        bar.close()
-        if not episode_returns:
-            raise RuntimeError(
-                f"{env_id}: no episode finished within {rows_per_env} steps per env copy; "
-                "raise dataset.n_transitions or lower dataset.n_envs"
+        steps_taken = 0
+        while steps_taken < shares.max_rows:
+            n_steps = min(block_steps, shares.max_rows - steps_taken)
+            block, observations = step_block(
+                envs, act, observations, n_steps, steps_taken, episodes
             )
-        summary = {
-            "n_episodes": len(episode_returns),
-            "expert_mean_return": float(np.mean(episode_returns)),
-            "expert_std_return": float(np.std(episode_returns)),
-            "n_envs": n_envs,
-            "rows_per_env": rows_per_env,
-            "seed": seed,
-            "max_episode_steps": max_episode_steps or episode_cap(single_env) or -1,
-        }
+            bar.update(write_block(writer, block, shares, steps_taken))
+            steps_taken += n_steps
+        bar.close()
+        summary = _summary(env_id, episodes, shares, seed, max_episode_steps, single_env)
         # Wall time goes to the log and the return value, not the file: same seed, same bytes.
         writer.attrs.update(summary)
     summary["collection_seconds"] = round(time.time() - started, 2)
     envs.close()
     return summary
+
+
+@dataclass(frozen=True)
+class RowShares:
+    """Which rows of the file each env copy writes: copy i owns ``[starts[i], stops[i])``."""
+
+    starts: np.ndarray
+    stops: np.ndarray
+    rows_per_env: int
+
+    @classmethod
+    def split(cls, n_transitions: int, n_envs: int) -> RowShares:
+        """Equal contiguous shares; only the last copy may get fewer rows, and a copy that
+        would get none is dropped."""
+        n_envs = max(1, min(n_envs, n_transitions))
+        rows_per_env = math.ceil(n_transitions / n_envs)
+        starts = np.arange(n_envs) * rows_per_env
+        stops = np.minimum(starts + rows_per_env, n_transitions)
+        n_envs = int((stops > starts).sum())
+        return cls(starts[:n_envs], stops[:n_envs], rows_per_env)
+
+    @property
+    def n_envs(self) -> int:
+        return len(self.starts)
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self.stops - self.starts
+
+    @property
+    def max_rows(self) -> int:
+        return int(self.rows.max())
+
+
+class EpisodeReturns:
+    """Returns of the episodes that finish inside their env copy's own rows."""
+
+    def __init__(self, rows: np.ndarray):
+        self.rows = rows
+        self.min_rows = int(rows.min())
+        self.running = np.zeros(len(rows))
+        self.finished: list[float] = []
+
+    def record(self, step: int, rewards: np.ndarray, done: np.ndarray) -> None:
+        """Add step ``step``'s rewards of every copy; close the episodes that are done."""
+        if step >= self.min_rows:
+            # Only steps inside an env's own rows count toward its episodes.
+            inside = step < self.rows
+            rewards = np.where(inside, rewards, 0.0)
+            done &= inside
+        self.running += rewards
+        if done.any():
+            for rank in np.flatnonzero(done):
+                self.finished.append(float(self.running[rank]))
+                self.running[rank] = 0.0
+
+
+@dataclass
+class StepBlock:
+    """``n_steps`` consecutive steps of every env copy, indexed [step, copy, ...]."""
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+
+
+def step_block(
+    envs: gym.vector.VectorEnv,
+    act,
+    observations: np.ndarray,
+    n_steps: int,
+    first_step: int,
+    episodes: EpisodeReturns,
+) -> tuple[StepBlock, np.ndarray]:
+    """Step all copies ``n_steps`` times from ``observations``: the block and the
+    observations it ends on. ``first_step`` is the block's first step of the stream."""
+    n_envs = len(observations)
+    observation_rows = np.empty((n_steps, *observations.shape), dtype=observations.dtype)
+    action_rows = None  # shaped after the first call, when the action dtype is known
+    reward_rows = np.empty((n_steps, n_envs), dtype=np.float32)
+    terminated_rows = np.empty((n_steps, n_envs), dtype=bool)
+    truncated_rows = np.empty((n_steps, n_envs), dtype=bool)
+    for step in range(n_steps):
+        actions = act(observations)
+        if action_rows is None:
+            action_rows = np.empty((n_steps, *np.shape(actions)), np.asarray(actions).dtype)
+        observation_rows[step] = observations
+        action_rows[step] = actions
+        observations, rewards, terminated, truncated, _ = envs.step(actions)
+        reward_rows[step] = rewards
+        terminated_rows[step] = terminated
+        truncated_rows[step] = truncated
+        episodes.record(first_step + step, rewards, terminated | truncated)
+    block = StepBlock(observation_rows, action_rows, reward_rows, terminated_rows, truncated_rows)
+    return block, observations
+
+
+def write_block(writer: DatasetWriter, block: StepBlock, shares: RowShares, first_step: int) -> int:
+    """Write each copy's steps of ``block`` at its rows; the number of rows written."""
+    written = 0
+    for rank in range(shares.n_envs):
+        first = shares.starts[rank] + first_step
+        count = min(len(block.rewards), int(shares.stops[rank] - first))
+        if count <= 0:
+            continue
+        truncated_column = block.truncated[:count, rank].copy()
+        if first + count == shares.stops[rank]:
+            truncated_column[-1] = True  # the env's stream is cut here
+        writer.write_at(
+            int(first),
+            block.observations[:count, rank],
+            block.actions[:count, rank],
+            block.rewards[:count, rank],
+            block.terminated[:count, rank],
+            truncated_column,
+        )
+        written += count
+    return written
+
+
+def _summary(
+    env_id: str,
+    episodes: EpisodeReturns,
+    shares: RowShares,
+    seed: int,
+    max_episode_steps: int | None,
+    single_env: gym.Env,
+) -> dict:
+    """The collection's summary (file attributes); RuntimeError when no episode finished."""
+    if not episodes.finished:
+        raise RuntimeError(
+            f"{env_id}: no episode finished within {shares.rows_per_env} steps per env copy; "
+            "raise dataset.n_transitions or lower dataset.n_envs"
+        )
+    return {
+        "n_episodes": len(episodes.finished),
+        "expert_mean_return": float(np.mean(episodes.finished)),
+        "expert_std_return": float(np.std(episodes.finished)),
+        "n_envs": shares.n_envs,
+        "rows_per_env": shares.rows_per_env,
+        "seed": seed,
+        "max_episode_steps": max_episode_steps or episode_cap(single_env) or -1,
+    }
 
 
 def rollout(

@@ -205,57 +205,26 @@ def train_expert(
     """
     document = read_hyperparams(hyperparams_path)
     env_id, algo = document["env_id"], document["algo"]
-    total_timesteps = int(document["n_timesteps"])
     files = ExpertFiles(Path(output_dir), env_id)
     files.folder.mkdir(parents=True, exist_ok=True)
     if device == "auto":
         # SB3's MLP policies run faster on the CPU than on a GPU; keep experts on the CPU.
         device = "cpu"
     torch.set_num_threads(1)
-    run_key = sha256_json(
-        {
-            "hyperparams": document["hyperparams"],
-            "n_timesteps": total_timesteps,
-            "seed": seed,
-            "normalize": document["normalize"],
-            "n_envs": document["n_envs"],
-            "policy": document["policy"],
-            "action_noise": document["action_noise"],
-        }
-    )
+    run_key = _run_key(document, seed)
     model = _start_or_resume(document, files, seed, device, run_key)
-
-    # Episodes are logged live under a scratch name and published as monitor.csv when
-    # training ends: a killed run never leaves a monitor.csv that looks like a whole log
-    # (Snakemake would then hold the declared output as present but incomplete).
-    remaining = total_timesteps - model.num_timesteps
-    callback = TrainingLog(
-        files.live_monitor, files.checkpoints, checkpoint_every, total_timesteps, run_key
-    )
-    started = time.time()
-    if remaining > 0:
-        model.learn(
-            total_timesteps=remaining,
-            callback=callback,
-            reset_num_timesteps=model.num_timesteps == 0,
-            tb_log_name=algo,
-        )
-    train_seconds = time.time() - started
-    os.replace(files.live_monitor, files.monitor)
+    train_seconds = _train(model, files, document, checkpoint_every, run_key)
 
     vecnormalize = _save_final_model(model, files, hyperparams_path)
     plot_training_curve(files.monitor, files.curve, env_id, algo)
     check = deterministic_check(
         model, env_id, eval_episodes, seed + 10_000, document.get("max_episode_steps"), vecnormalize
     )
-    episodes = read_monitor(files.monitor)
     verdict = None
     if baseline_path is not None:
-        random_return = float(json.loads(Path(baseline_path).read_text())["mean_return"])
-        verdict = expert_quality(
-            env_id, algo, check["mean_return"], random_return, quality_tolerance, reference_return
+        verdict = _quality_verdict(
+            env_id, algo, check, baseline_path, quality, quality_tolerance, reference_return
         )
-        verdict["mode"] = quality
     summary = {
         "env_id": env_id,
         "algo": algo,
@@ -266,8 +235,7 @@ def train_expert(
         "vecnormalize": files.vecnormalize.name if vecnormalize is not None else None,
         "hyperparams_sha256": sha256_file(hyperparams_path),
         "max_episode_steps": document.get("max_episode_steps"),
-        "training_episodes": len(episodes),
-        "last_50_episodes_mean_return": recent_mean_return(episodes["r"]),
+        **_training_episodes(files.monitor),
         "deterministic_check": check,
         "quality": verdict,
         "train_seconds_this_run": round(train_seconds, 1),
@@ -283,6 +251,77 @@ def train_expert(
     if verdict is not None and verdict["status"] == "below":
         _report_below_reference(verdict, model, files.checkpoints, files.monitor, run_key)
     return summary
+
+
+def _run_key(document: dict[str, Any], seed: int) -> str:
+    """What a checkpoint must have been made with to be resumed: a hash of the run."""
+    return sha256_json(
+        {
+            "hyperparams": document["hyperparams"],
+            "n_timesteps": int(document["n_timesteps"]),
+            "seed": seed,
+            "normalize": document["normalize"],
+            "n_envs": document["n_envs"],
+            "policy": document["policy"],
+            "action_noise": document["action_noise"],
+        }
+    )
+
+
+def _train(
+    model: BaseAlgorithm,
+    files: ExpertFiles,
+    document: dict[str, Any],
+    checkpoint_every: int,
+    run_key: str,
+) -> float:
+    """Train up to the document's ``n_timesteps``, publish the episode log; the seconds it took."""
+    total_timesteps = int(document["n_timesteps"])
+    # Episodes are logged live under a scratch name and published as monitor.csv when
+    # training ends: a killed run never leaves a monitor.csv that looks like a whole log
+    # (Snakemake would then hold the declared output as present but incomplete).
+    remaining = total_timesteps - model.num_timesteps
+    callback = TrainingLog(
+        files.live_monitor, files.checkpoints, checkpoint_every, total_timesteps, run_key
+    )
+    started = time.time()
+    if remaining > 0:
+        model.learn(
+            total_timesteps=remaining,
+            callback=callback,
+            reset_num_timesteps=model.num_timesteps == 0,
+            tb_log_name=document["algo"],
+        )
+    train_seconds = time.time() - started
+    os.replace(files.live_monitor, files.monitor)
+    return train_seconds
+
+
+def _quality_verdict(
+    env_id: str,
+    algo: str,
+    check: dict[str, Any],
+    baseline_path: str | os.PathLike,
+    quality: str,
+    tolerance: float,
+    reference_return: float | None,
+) -> dict[str, Any]:
+    """The quality gate's verdict on the deterministic check, and what a failure does."""
+    random_return = float(json.loads(Path(baseline_path).read_text())["mean_return"])
+    verdict = expert_quality(
+        env_id, algo, check["mean_return"], random_return, tolerance, reference_return
+    )
+    verdict["mode"] = quality
+    return verdict
+
+
+def _training_episodes(monitor_path: Path) -> dict[str, Any]:
+    """How many episodes training ran and the mean return of the last ones."""
+    episodes = read_monitor(monitor_path)
+    return {
+        "training_episodes": len(episodes),
+        "last_50_episodes_mean_return": recent_mean_return(episodes["r"]),
+    }
 
 
 def _start_or_resume(
