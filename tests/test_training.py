@@ -16,7 +16,13 @@ import torch
 from safetensors.torch import load_file
 
 from tests.support.datasets import write_env_dataset
-from tests.support.tiny_models import TINY_DM_ARCHITECTURE, TINY_QWEN3
+from tests.support.tiny_models import (
+    TINY_DM_RUN,
+    TINY_OPTIMISATION,
+    TINY_QWEN3,
+    TINY_QWEN_RUN,
+    as_flags,
+)
 from workflow_scripts.distributed import DistributedContext
 from workflow_scripts.training import (
     EXIT_INTERRUPTED,
@@ -30,11 +36,7 @@ from workflow_scripts.training import (
 )
 
 CPU = DistributedContext(0, 0, 1, torch.device("cpu"), None)
-OPTIMISATION = dict(
-    max_steps=10, warmup_steps=2, learning_rate=1e-3, min_learning_rate=1e-4,
-    weight_decay=0.0, adam_beta1=0.9, adam_beta2=0.95, grad_clip=1.0, seed=0,
-    checkpoint_every=5, keep_checkpoints=2, log_every=5, num_workers=0,
-)  # fmt: skip
+OPTIMISATION = TINY_OPTIMISATION | {"max_steps": 10, "warmup_steps": 2, "checkpoint_every": 5}
 
 
 @dataclass(kw_only=True)
@@ -73,8 +75,8 @@ def test_cli_flags_come_from_the_fields_with_help_and_no_invented_defaults():
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"warmup_steps": 11}, "warmup_steps 11 must be in"),
-        ({"min_learning_rate": 1e-2}, "min_learning_rate <= learning_rate"),
+        ({"warmup_steps": 11}, "warmup_steps: 11 exceeds max_steps 10"),
+        ({"min_learning_rate": 1e-2}, "min_learning_rate: 0.01 exceeds learning_rate"),
         ({"checkpoint_every": 0}, "checkpoint_every must be at least 1"),
         ({"datasets": []}, "no datasets given"),
     ],
@@ -146,14 +148,12 @@ def test_a_slurm_job_stops_itself_before_its_time_limit(tmp_path):
 
 
 def _dm_command(tmp_path: Path, datasets: list[Path], run: str, max_steps: int = 200) -> list[str]:
-    values = TINY_DM_ARCHITECTURE | OPTIMISATION | {
-        "max_steps": max_steps, "checkpoint_every": 10000, "log_every": 1, "batch_size": 2,
-    }  # fmt: skip
+    values = TINY_DM_RUN | {"max_steps": max_steps, "checkpoint_every": 10000}
     return [
         sys.executable, "-m", "workflow_scripts.train_dm", "--threads", "1",
         "--datasets", *map(str, datasets), "--output", str(tmp_path / run / "final"),
         "--checkpoint-dir", str(tmp_path / run / "checkpoints"),
-        *[f"--{key.replace('_', '-')}={value}" for key, value in values.items()],
+        *as_flags(values),
     ]  # fmt: skip
 
 
@@ -190,17 +190,13 @@ def test_qwen_stops_on_a_signal_with_a_checkpoint_and_resumes(tmp_path):
         ["--datasets", str(dataset), "--max-seq-length", "256", "--sample-rows", "200"]
         + ["--output", str(budgets)]
     )
-    values = OPTIMISATION | {
-        "max_steps": 300, "checkpoint_every": 1000, "log_every": 1, "display_name": "tiny",
-        "max_seq_length": 256, "global_batch_size": 2, "micro_batch_size": 2,
-        "parallelism": "ddp", "learning_rate": 1e-3,
-    }  # fmt: skip
+    values = TINY_QWEN_RUN | {"max_steps": 300, "checkpoint_every": 1000, "max_seq_length": 256}
     command = [
         sys.executable, "-m", "workflow_scripts.train_qwen", "--threads", "1",
         "--datasets", str(dataset), "--budgets", str(budgets),
         "--random-init", json.dumps(TINY_QWEN3), "--no-gradient-checkpointing",
         "--output", str(tmp_path / "final"), "--checkpoint-dir", str(tmp_path / "checkpoints"),
-        *[f"--{key.replace('_', '-')}={value}" for key, value in values.items()],
+        *as_flags(values),
     ]  # fmt: skip
     code, stderr = _run_until_first_step_then_signal(command, signal.SIGTERM)
     assert code == EXIT_INTERRUPTED, stderr

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from workflow_scripts.envs import episode_cap, make_env
+from workflow_scripts.envs import episode_cap, make_env, run_episodes
 from workflow_scripts.provenance import package_versions, write_json
 
 
@@ -20,21 +20,9 @@ def random_policy_returns(
     env_id: str, n_episodes: int, seed: int, max_episode_steps: int | None = None
 ) -> tuple[list[float], list[int]]:
     """Returns and lengths of ``n_episodes`` episodes of uniform random actions."""
-    env = make_env(env_id, max_episode_steps)
-    returns, lengths = [], []
-    for episode in range(n_episodes):
-        env.reset(seed=seed + episode)
-        env.action_space.seed(seed + episode)
-        total, length, done = 0.0, 0, False
-        while not done:
-            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-            total += float(reward)
-            length += 1
-            done = terminated or truncated
-        returns.append(total)
-        lengths.append(length)
-    env.close()
-    return returns, lengths
+    return run_episodes(
+        env_id, n_episodes, seed, max_episode_steps, lambda env, _: env.action_space.sample()
+    )
 
 
 def compute_baseline(

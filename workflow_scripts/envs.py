@@ -7,6 +7,8 @@ including the same episode cap, or normalized scores would compare different tas
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 from gymnasium.wrappers import TimeLimit
@@ -39,6 +41,37 @@ def make_env(env_id: str, max_episode_steps: int | None = None, **kwargs) -> gym
     if not _has_time_limit(env):
         env = TimeLimit(env, max_episode_steps=max_episode_steps)
     return env
+
+
+def run_episodes(
+    env_id: str,
+    n_episodes: int,
+    seed: int,
+    max_episode_steps: int | None,
+    choose_action: Callable[[gym.Env, Any], Any],
+) -> tuple[list[float], list[int]]:
+    """Returns and lengths of ``n_episodes`` episodes of one env built by :func:`make_env`.
+
+    Episode ``i`` resets the env and seeds its action space with ``seed + i``, so a policy
+    that samples the action space is reproducible too. ``choose_action(env, observation)``
+    gives the action of each step.
+    """
+    env = make_env(env_id, max_episode_steps)
+    returns, lengths = [], []
+    for episode in range(n_episodes):
+        observation, _ = env.reset(seed=seed + episode)
+        env.action_space.seed(seed + episode)
+        total, length, done = 0.0, 0, False
+        while not done:
+            action = choose_action(env, observation)
+            observation, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            length += 1
+            done = terminated or truncated
+        returns.append(total)
+        lengths.append(length)
+    env.close()
+    return returns, lengths
 
 
 def episode_cap(env: gym.Env) -> int | None:

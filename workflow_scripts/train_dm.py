@@ -10,16 +10,11 @@ without Snakemake (and under torchrun). ``--help`` lists them.
 from __future__ import annotations
 
 from workflow_scripts.dm.train import NAME, TrainSettings, train
-from workflow_scripts.training import parse_settings, run_cli
-
-
-def parse_args(argv: list[str] | None = None) -> TrainSettings:
-    """The run's settings from the command line (one flag per :class:`TrainSettings` field)."""
-    return parse_settings(TrainSettings, __doc__.splitlines()[0], argv)
+from workflow_scripts.training import training_main
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_cli(NAME, train, parse_args(argv))
+    training_main(NAME, TrainSettings, train, __doc__, argv)
 
 
 if __name__ == "__main__":

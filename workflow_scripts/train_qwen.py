@@ -21,16 +21,11 @@ newest checkpoint in ``--checkpoint-dir``. The ``train_qwen`` rule gives every v
 from __future__ import annotations
 
 from workflow_scripts.qwen.train import NAME, TrainSettings, train
-from workflow_scripts.training import parse_settings, run_cli
-
-
-def parse_args(argv: list[str] | None = None) -> TrainSettings:
-    """The run's settings from the command line (one flag per :class:`TrainSettings` field)."""
-    return parse_settings(TrainSettings, __doc__.splitlines()[0], argv)
+from workflow_scripts.training import training_main
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_cli(NAME, train, parse_args(argv))
+    training_main(NAME, TrainSettings, train, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,8 @@ import torch
 import torch.distributed as dist
 
 from workflow_scripts.dataset import DatasetInfo, check_training_dataset, validate_dataset
-from workflow_scripts.distributed import DistributedContext
+from workflow_scripts.distributed import DistributedContext, cleanup_distributed, setup_distributed
+from workflow_scripts.optimisation import optimisation_problems
 from workflow_scripts.provenance import package_versions, sha256_json
 
 CHECKPOINT_PREFIX = "step_"
@@ -137,12 +138,10 @@ class TrainingSettings:
             for name in ("max_steps", "checkpoint_every", "keep_checkpoints", "log_every")
             if getattr(self, name) < 1
         ]
-        if not 0 <= self.warmup_steps <= self.max_steps:
-            problems.append(f"warmup_steps {self.warmup_steps} must be in [0, max_steps]")
-        if not 0 < self.min_learning_rate <= self.learning_rate:
-            problems.append("need 0 < min_learning_rate <= learning_rate")
-        if self.num_workers < 0:
-            problems.append("num_workers cannot be negative")
+        problems += optimisation_problems(vars(self))
+        for name in ("warmup_steps", "num_workers", "min_learning_rate"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} cannot be negative, got {getattr(self, name)}")
         if not self.datasets:
             problems.append("no datasets given")
         if problems:
@@ -210,10 +209,21 @@ def parse_settings(cls: type[TrainingSettings], description: str, argv: list[str
     return settings
 
 
-def run_cli(name: str, train: Callable[[Any], Any], settings: TrainingSettings) -> None:
-    """Run ``train(settings)``; faults the user fixes end in one line naming the cause."""
+def training_main(
+    name: str,
+    cls: type[TrainingSettings],
+    train: Callable[[Any], Any],
+    doc: str,
+    argv: list[str] | None = None,
+) -> None:
+    """A trainer's command line: parse ``cls``'s flags, run ``train``, exit with its status.
+
+    Exit 0 when done (or stopped by ``max_steps_this_run``), :data:`EXIT_INTERRUPTED` after
+    a stop signal or the SLURM time limit, 1 on a fault the user fixes (one line naming it).
+    """
     from workflow_scripts.dataset import DatasetError
 
+    settings = parse_settings(cls, doc.splitlines()[0], argv)
     try:
         train(settings)
     except TrainingInterrupted as stop:
@@ -222,6 +232,15 @@ def run_cli(name: str, train: Callable[[Any], Any], settings: TrainingSettings) 
     except (TrainingDiverged, CheckpointMismatch, DatasetError) as error:
         print(f"[{name}] error: {error}", file=sys.stderr, flush=True)
         sys.exit(1)
+
+
+def in_process_group(body: Callable[[Any, DistributedContext], Any], settings: TrainingSettings):
+    """``body(settings, ctx)`` inside this process's device and process group."""
+    ctx = setup_distributed()
+    try:
+        return body(settings, ctx)
+    finally:
+        cleanup_distributed()
 
 
 # --------------------------------------------------------------------------- schedule

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.support.tiny_models import TINY_DM_ARCHITECTURE
+from tests.support.tiny_models import TINY_DM_RUN, as_flags
 from workflow_scripts.dm import train as train_module
 from workflow_scripts.dm.modeling_dm import DecisionModel
 from workflow_scripts.dm.policy import load_policy
@@ -25,23 +25,10 @@ from workflow_scripts.training import (
 )
 
 # A short run: every value the config would give (the settings have no defaults for them).
-TINY_RUN = dict(
-    batch_size=4,
-    max_steps=8,
-    warmup_steps=2,
-    learning_rate=3e-3,
-    min_learning_rate=3e-4,
-    weight_decay=0.1,
-    adam_beta1=0.9,
-    adam_beta2=0.95,
-    grad_clip=1.0,
-    checkpoint_every=3,
-    keep_checkpoints=2,
-    log_every=4,
-    num_workers=0,
-    seed=11,
-    **TINY_DM_ARCHITECTURE,
-)
+TINY_RUN = TINY_DM_RUN | dict(
+    batch_size=4, max_steps=8, warmup_steps=2, weight_decay=0.1, checkpoint_every=3,
+    log_every=4, seed=11,
+)  # fmt: skip
 
 
 def settings(tmp_path, datasets, **overrides) -> TrainSettings:
@@ -59,7 +46,7 @@ def settings(tmp_path, datasets, **overrides) -> TrainSettings:
 def cli_flags(**changes) -> list[str]:
     """TINY_RUN as command-line flags, with ``changes`` applied."""
     values = TINY_RUN | changes
-    return [f"--{key.replace('_', '-')}={value}" for key, value in values.items()]
+    return as_flags(values)
 
 
 def test_schedule_warms_up_then_decays_to_the_floor():

@@ -11,7 +11,8 @@ import yaml
 
 from workflow_scripts.config import load_schema, merge_config
 from workflow_scripts.qwen.settings import CONFIG_FLAG_KEYS, flags_from_config
-from workflow_scripts.train_qwen import parse_args
+from workflow_scripts.qwen.train import TrainSettings
+from workflow_scripts.training import parse_settings
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +62,11 @@ def test_mistakes_are_named(sections, change, message):
 def test_rule_flags_reach_the_trainer_unchanged(sections, which):
     section = sections[which]
     flags = shlex.split(flags_from_config(section))
-    config = parse_args(
+    config = parse_settings(
+        TrainSettings,
+        "train_qwen",
         flags
-        + ["--datasets", "a.h5", "--budgets", "b.json", "--output", "o", "--checkpoint-dir", "c"]
+        + ["--datasets", "a.h5", "--budgets", "b.json", "--output", "o", "--checkpoint-dir", "c"],
     )
     for key in CONFIG_FLAG_KEYS + ("model_name_or_path", "random_init", "tokenizer"):
         assert getattr(config, key) == section[key], key

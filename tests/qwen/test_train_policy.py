@@ -17,10 +17,15 @@ from workflow_scripts.policy import PolicyFailure
 from workflow_scripts.qwen.chat_format import assistant_message, user_message
 from workflow_scripts.qwen.model import AssistantTokenLoss, build_random_qwen3
 from workflow_scripts.qwen.policy import QwenPolicy, load_policy
+from workflow_scripts.qwen.train import TrainSettings
 from workflow_scripts.qwen_budgets import main as budgets_cli
 from workflow_scripts.train_qwen import main as train_cli
-from workflow_scripts.train_qwen import parse_args
-from workflow_scripts.training import CheckpointMismatch, TrainingDiverged, list_checkpoints
+from workflow_scripts.training import (
+    CheckpointMismatch,
+    TrainingDiverged,
+    list_checkpoints,
+    parse_settings,
+)
 
 MAX_SEQ_LENGTH = 384
 
@@ -141,7 +146,13 @@ def test_resume_after_a_stop_continues_from_the_checkpoint(inputs, trained, tmp_
         torch.testing.assert_close(resumed[name], reference[name], rtol=1e-5, atol=1e-6)
 
     with pytest.raises(CheckpointMismatch, match="learning_rate: checkpoint 0.01 vs now 0.02"):
-        train_module.train(parse_args(train_args(inputs, tmp_path, **{"--learning-rate": "2e-2"})))
+        train_module.train(
+            parse_settings(
+                TrainSettings,
+                "train_qwen",
+                train_args(inputs, tmp_path, **{"--learning-rate": "2e-2"}),
+            )
+        )
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
@@ -159,16 +170,24 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
 
     monkeypatch.setattr(AssistantTokenLoss, "forward", nan_from_step_three)
     with pytest.raises(TrainingDiverged, match=r"step 3 \(loss nan.*step_00000002"):
-        train_module.train(parse_args(train_args(inputs, tmp_path)))
+        train_module.train(
+            parse_settings(TrainSettings, "train_qwen", train_args(inputs, tmp_path))
+        )
     assert [step for step, _ in list_checkpoints(tmp_path / "checkpoints")] == [2]
     assert not (tmp_path / "final").exists()
 
 
 def test_cli_rejects_bad_arguments(inputs, tmp_path):
     with pytest.raises(SystemExit):
-        parse_args(train_args(inputs, tmp_path, **{"--max-steps": "0"}))
+        parse_settings(
+            TrainSettings, "train_qwen", train_args(inputs, tmp_path, **{"--max-steps": "0"})
+        )
     with pytest.raises(SystemExit):
-        parse_args(train_args(inputs, tmp_path) + ["--model-name-or-path", "Qwen/Qwen3-1.7B"])
+        parse_settings(
+            TrainSettings,
+            "train_qwen",
+            train_args(inputs, tmp_path) + ["--model-name-or-path", "Qwen/Qwen3-1.7B"],
+        )
 
 
 # --- policy context -----------------------------------------------------------------------

@@ -23,7 +23,13 @@ from pathlib import Path
 import psutil
 import yaml
 
-from tests.support.tiny_models import TINY_DM_ARCHITECTURE, TINY_QWEN3
+from tests.support.tiny_models import (
+    TINY_DM_ARCHITECTURE,
+    TINY_DM_RUN,
+    TINY_QWEN3,
+    TINY_QWEN_RUN,
+    as_flags,
+)
 from tests.support.workflow import QUIET_ENV, SNAKEMAKE, output_of
 
 # The smallest run of the whole DAG on one env: a PPO expert that checkpoints twice,
@@ -247,9 +253,8 @@ def dm_arguments(datasets: list[Path], run: Path) -> list[str]:
     """``train_dm`` flags for a 4-step run of the tiny DM (tests.support.tiny_models) writing under ``run``."""
     return [
         "--datasets", *map(str, datasets), "--output", str(run / "final"),
-        "--checkpoint-dir", str(run / "checkpoints"), "--total-steps", "4", "--batch-size", "2",
-        "--warmup-steps", "1", "--num-workers", "0", "--eval-slide-transitions", "2",
-        *[f"--{key.replace('_', '-')}={value}" for key, value in TINY_DM_ARCHITECTURE.items()],
+        "--checkpoint-dir", str(run / "checkpoints"), "--eval-slide-transitions", "2",
+        *as_flags(TINY_DM_RUN | {"checkpoint_every": 1000}),
     ]  # fmt: skip
 
 
@@ -258,9 +263,8 @@ def qwen_arguments(datasets: list[Path], run: Path, budgets: Path) -> list[str]:
     return [
         "--datasets", *map(str, datasets), "--budgets", str(budgets),
         "--output", str(run / "final"), "--checkpoint-dir", str(run / "checkpoints"),
-        "--random-init", json.dumps(TINY_QWEN3), "--max-seq-length", "384",
-        "--global-batch-size", "2", "--micro-batch-size", "2", "--max-steps", "2",
-        "--num-workers", "0",
+        "--random-init", json.dumps(TINY_QWEN3), "--no-gradient-checkpointing",
+        *as_flags(TINY_QWEN_RUN | {"max_steps": 2, "checkpoint_every": 1000}),
     ]  # fmt: skip
 
 

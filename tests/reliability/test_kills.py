@@ -128,7 +128,7 @@ def test_killed_dm_training_job_resumes_from_its_last_checkpoint(built_copy):
     checkpoints = workdir / "results/models/dm/checkpoints"
     command = _training_command(workdir, overlay)
 
-    from workflow_scripts.dm.train import list_checkpoints
+    from workflow_scripts.training import list_checkpoints
 
     # The fixture's checkpoints belong to another run (12 steps, not 200), which the trainer
     # refuses to resume (tests/reliability/test_training_faults.py); start afresh.

@@ -10,6 +10,7 @@ NaN at a chosen step, for both trainers, is in the unit tests
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -23,9 +24,9 @@ from reliability_helpers import (
 from safetensors.torch import load_file
 
 from tests.support.datasets import write_env_dataset
-from tests.support.tiny_models import TINY_DM_ARCHITECTURE, TINY_QWEN3
+from tests.support.tiny_models import TINY_DM_RUN, TINY_QWEN3, as_flags
 from tests.support.workflow import QUIET_ENV, snakemake
-from workflow_scripts.dm.train import list_checkpoints
+from workflow_scripts.training import list_checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -47,22 +48,25 @@ def test_diverging_dm_stops_with_a_clear_error_and_keeps_its_last_good_checkpoin
     command = [
         sys.executable, "-m", "workflow_scripts.train_dm", "--datasets", str(cartpole_dataset),
         "--output", str(tmp_path / "final"), "--checkpoint-dir", str(tmp_path / "checkpoints"),
-        "--total-steps", "20", "--warmup-steps", "0", "--learning-rate", "1e3",
-        "--min-learning-rate", "1e3", "--checkpoint-every", "1", "--batch-size", "4",
-        "--num-workers", "0", "--threads", "1",
-        *[f"--{key.replace('_', '-')}={value}" for key, value in TINY_DM_ARCHITECTURE.items()],
+        "--threads", "1",
+        *as_flags(TINY_DM_RUN | {
+            "max_steps": 20, "warmup_steps": 0, "learning_rate": 1e3, "min_learning_rate": 1e3,
+            "checkpoint_every": 1, "batch_size": 4, "weight_decay": 0.1,
+        }),
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, env=QUIET_ENV, timeout=300)
 
     assert result.returncode == 1
     errors = result.stderr.strip().splitlines()
     assert len(errors) == 1, result.stderr  # one message, no traceback
-    last_good = tmp_path / "checkpoints" / "step_00000001"
-    assert errors[0].startswith("[train_dm] error: non-finite loss or gradient at step 2")
+    match = re.match(r"\[train_dm\] error: non-finite loss or gradient at step (\d+) ", errors[0])
+    assert match, errors[0]
+    diverged = int(match.group(1))
+    last_good = tmp_path / "checkpoints" / f"step_{diverged - 1:08d}"
     assert f"the last good checkpoint {last_good} is kept" in errors[0]
     assert "Lower dm.learning_rate" in errors[0]
-    # Step 1 was finite and checkpointed; step 2 was never applied or saved.
-    assert list_checkpoints(tmp_path / "checkpoints") == [(1, last_good)]
+    # Every step before was finite and checkpointed; the diverged one was never applied or saved.
+    assert list_checkpoints(tmp_path / "checkpoints")[-1] == (diverged - 1, last_good)
     weights = load_file(last_good / "model.safetensors")
     assert all(tensor.isfinite().all() for tensor in weights.values())
     assert not (tmp_path / "final").exists()
@@ -88,8 +92,8 @@ def test_dm_checkpoint_of_another_architecture_is_refused_by_the_workflow(built_
 
 
 def test_qwen_checkpoint_of_another_model_shape_is_refused(cartpole_dataset, tmp_path, capsys):
-    from workflow_scripts.qwen.train import list_checkpoints as qwen_checkpoints
     from workflow_scripts.train_qwen import main
+    from workflow_scripts.training import list_checkpoints as qwen_checkpoints
 
     budgets = cartpole_dataset.parent / "budgets.json"
     arguments = qwen_arguments([cartpole_dataset], tmp_path, budgets)
@@ -103,5 +107,8 @@ def test_qwen_checkpoint_of_another_model_shape_is_refused(cartpole_dataset, tmp
         main([*arguments, "--max-steps", "2", "--random-init", wider])
     assert stopped.value.code == 1
     error = capsys.readouterr().err.strip()
-    assert error.startswith("[train_qwen] error: ") and "differs in: random_init" in error
+    assert (
+        error.startswith("[train_qwen] error: ")
+        and "random_init.hidden_size: checkpoint 64 vs now 96" in error
+    )
     assert snapshot(tmp_path / "checkpoints") == before

@@ -43,3 +43,36 @@ def tiny_dm_config(env_ids=TINY_DM_ENVS, **overrides):
         envs.append(env_entry(env_id, env.observation_space, env.action_space))
         env.close()
     return DecisionModelConfig(envs=envs, **(TINY_DM_ARCHITECTURE | overrides))
+
+
+# Optimisation values for a few-step training run: every value config.yaml would give the
+# trainers (their settings have no defaults for them), for tests to override.
+TINY_OPTIMISATION = {
+    "max_steps": 4,
+    "warmup_steps": 1,
+    "learning_rate": 3e-3,
+    "min_learning_rate": 3e-4,
+    "weight_decay": 0.0,
+    "adam_beta1": 0.9,
+    "adam_beta2": 0.95,
+    "grad_clip": 1.0,
+    "seed": 0,
+    "checkpoint_every": 2,
+    "keep_checkpoints": 2,
+    "log_every": 1,
+    "num_workers": 0,
+}
+# A whole tiny DM run and a whole tiny Qwen run, as train_dm / train_qwen settings.
+TINY_DM_RUN = TINY_DM_ARCHITECTURE | TINY_OPTIMISATION | {"batch_size": 2}
+TINY_QWEN_RUN = TINY_OPTIMISATION | {
+    "display_name": "tiny",
+    "max_seq_length": 384,
+    "global_batch_size": 2,
+    "micro_batch_size": 2,
+    "parallelism": "fsdp",
+}
+
+
+def as_flags(values: dict) -> list[str]:
+    """Settings as trainer flags: ``{"max_steps": 4}`` → ``["--max-steps=4"]``."""
+    return [f"--{key.replace('_', '-')}={value}" for key, value in values.items()]

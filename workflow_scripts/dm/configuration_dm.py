@@ -15,6 +15,7 @@ import numpy as np
 from gymnasium import spaces
 from transformers import AutoConfig, LlamaConfig, PretrainedConfig
 
+from workflow_scripts.dm.settings import architecture_problems
 from workflow_scripts.spaces import space_from_dict, space_to_dict
 
 # The name in config.json; folders saved since the first DM carry it, so it never changes.
@@ -66,12 +67,9 @@ class DecisionModelConfig(PretrainedConfig):
 
     def check(self) -> None:
         """Raise ValueError for an inconsistent configuration (named field)."""
-        if self.hidden_size % self.num_heads:
-            raise ValueError(
-                f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
-            )
-        if (self.hidden_size // self.num_heads) % 2:
-            raise ValueError("hidden_size / num_heads must be even (rotary embedding)")
+        problems = architecture_problems(vars(self))
+        if problems:
+            raise ValueError(problems[0])
         if self.sequence_length < 2:
             raise ValueError(
                 f"sequence_length {self.sequence_length} cannot hold one transition (2 tokens)"

@@ -9,7 +9,10 @@ here, so a key is named once.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 from typing import Any
+
+from workflow_scripts.optimisation import optimisation_problems
 
 # Keys of the ``dm`` section that define the architecture (DecisionModelConfig fields).
 ARCHITECTURE_KEYS = (
@@ -50,6 +53,21 @@ def flags_from_config(section: dict[str, Any]) -> str:
     return " ".join(shlex.quote(flag) for flag in flags)
 
 
+def architecture_problems(values: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Heads divide the width, into an even head size (rotary embedding); one line each.
+
+    Also :meth:`DecisionModelConfig.check` (a model built or loaded by hand) applies it.
+    """
+    if values["hidden_size"] % values["num_heads"]:
+        return [
+            f"{prefix}hidden_size: {values['hidden_size']} is not divisible by "
+            f"{prefix}num_heads {values['num_heads']}"
+        ]
+    if (values["hidden_size"] // values["num_heads"]) % 2:
+        return [f"{prefix}num_heads: hidden_size / num_heads must be even (rotary embedding)"]
+    return []
+
+
 def cross_key_problems(section: dict[str, Any], n_transitions: int | None = None) -> list[str]:
     """What is wrong across keys of a schema-valid ``dm`` section, one line per problem.
 
@@ -65,26 +83,11 @@ def cross_key_problems(section: dict[str, Any], n_transitions: int | None = None
             f"dm.sequence_length: a window of {context_transitions} transitions "
             f"does not fit a dataset of dataset.n_transitions {n_transitions} rows"
         )
-    if section["hidden_size"] % section["num_heads"]:
-        problems.append(
-            f"dm.hidden_size: {section['hidden_size']} is not divisible by dm.num_heads "
-            f"{section['num_heads']}"
-        )
-    elif (section["hidden_size"] // section["num_heads"]) % 2:
-        problems.append("dm.num_heads: hidden_size / num_heads must be even (rotary embedding)")
+    problems += architecture_problems(section, "dm.")
     if section["eval_slide_transitions"] > context_transitions:
         problems.append(
             f"dm.eval_slide_transitions: {section['eval_slide_transitions']} is more than the "
             f"{context_transitions} transitions of the context (sequence_length / 2)"
         )
-    if section["warmup_steps"] > section["max_steps"]:
-        problems.append(
-            f"dm.warmup_steps: {section['warmup_steps']} exceeds dm.max_steps "
-            f"{section['max_steps']}"
-        )
-    if section["min_learning_rate"] > section["learning_rate"]:
-        problems.append(
-            f"dm.min_learning_rate: {section['min_learning_rate']} exceeds dm.learning_rate "
-            f"{section['learning_rate']}"
-        )
+    problems += optimisation_problems(section, "dm.")
     return problems

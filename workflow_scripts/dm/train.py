@@ -23,7 +23,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from workflow_scripts.dataset import DatasetInfo
-from workflow_scripts.distributed import DistributedContext, cleanup_distributed, setup_distributed
+from workflow_scripts.distributed import DistributedContext
 from workflow_scripts.dm.configuration_dm import DecisionModelConfig, env_entry
 from workflow_scripts.dm.data import WindowBatches, make_loader
 from workflow_scripts.dm.modeling_dm import DecisionModel, parameter_breakdown
@@ -36,6 +36,7 @@ from workflow_scripts.training import (
     check_datasets,
     check_finite,
     dataset_fingerprint,
+    in_process_group,
     option,
     warmup_cosine,
     write_model_folder,
@@ -169,11 +170,7 @@ def model_card(model: DecisionModel, summary: dict) -> str:
 # --------------------------------------------------------------------------- training
 def train(settings: TrainSettings) -> Path | None:
     """Train (or resume) and write the final model; return its folder, or None if stopped early."""
-    ctx = setup_distributed()
-    try:
-        return _train(settings, ctx)
-    finally:
-        cleanup_distributed()
+    return in_process_group(_train, settings)
 
 
 def _train(settings: TrainSettings, ctx: DistributedContext) -> Path | None:

@@ -14,7 +14,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
 from workflow_scripts.config import algorithm_class
-from workflow_scripts.envs import make_env
+from workflow_scripts.envs import run_episodes
 
 # Actions for a batch of observations: the shape every actor here takes.
 Actor = Callable[[np.ndarray], np.ndarray]
@@ -55,21 +55,11 @@ def play_episodes(
 ) -> tuple[list[float], list[int]]:
     """Returns and lengths of ``n_episodes`` in one env, episode ``i`` seeded ``seed + i``;
     ``act`` is called on a batch of one observation at each step."""
-    env = make_env(env_id, max_episode_steps)
-    returns, lengths = [], []
-    for episode in range(n_episodes):
-        observation, _ = env.reset(seed=seed + episode)
-        done, total, length = False, 0.0, 0
-        while not done:
-            action = act(np.asarray(observation)[None])
-            observation, reward, terminated, truncated, _ = env.step(action[0])
-            total += float(reward)
-            length += 1
-            done = terminated or truncated
-        returns.append(total)
-        lengths.append(length)
-    env.close()
-    return returns, lengths
+
+    def choose_action(env, observation):
+        return act(np.asarray(observation)[None])[0]
+
+    return run_episodes(env_id, n_episodes, seed, max_episode_steps, choose_action)
 
 
 def deterministic_check(

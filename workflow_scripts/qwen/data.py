@@ -24,7 +24,7 @@ import torch
 from gymnasium import spaces
 
 from workflow_scripts.dataset import read_info
-from workflow_scripts.qwen.chat_format import assistant_message, system_prompt, user_message
+from workflow_scripts.qwen.chat_format import user_message, window_messages
 from workflow_scripts.qwen.tokenizer import ChatMLEncoder
 
 IGNORE_INDEX = -100
@@ -56,30 +56,27 @@ def tokenize_window(
 ) -> TokenizedWindow:
     """Token ids and labels of one window of consecutive rows.
 
-    Equivalent to the chat template applied to
-    :func:`workflow_scripts.qwen.chat_format.window_messages` (tested). A window longer
+    The messages of :func:`workflow_scripts.qwen.chat_format.window_messages`, tokenized
+    one by one: the same ids as the chat template applied to them (tested). A window longer
     than ``max_seq_length`` loses its oldest transitions, as evaluation's FIFO does, and
     its new first observation is shown without the previous outcome.
     """
     n_rows = len(actions)
-    texts = [user_message(observations[0], observation_space)]
-    texts.append(assistant_message(actions[0], action_space))
-    for i in range(1, n_rows):
-        texts.append(
-            user_message(
-                observations[i],
-                observation_space,
-                float(rewards[i - 1]),
-                bool(terminated[i - 1]),
-                bool(truncated[i - 1]),
-            )
-        )
-        texts.append(assistant_message(actions[i], action_space))
-    contents = encoder.encode_batch(texts)
+    system, *messages = window_messages(
+        env_id,
+        observation_space,
+        action_space,
+        observations,
+        actions,
+        rewards,
+        terminated,
+        truncated,
+    )
+    contents = encoder.encode_batch([message["content"] for message in messages])
     user_ids = [encoder.message_ids("user", ids) for ids in contents[0::2]]
     assistant_contents = contents[1::2]
     assistant_lengths = [len(ids) + encoder.overhead("assistant") for ids in assistant_contents]
-    system_ids = encoder.message_ids("system", encoder.encode(system_prompt(env_id, action_space)))
+    system_ids = encoder.message_ids("system", encoder.encode(system["content"]))
 
     # Drop the oldest transitions while the window does not fit (rare: the budget is set
     # from a high quantile of transition lengths).

@@ -12,6 +12,8 @@ import json
 import shlex
 from typing import Any
 
+from workflow_scripts.optimisation import optimisation_problems
+
 # Keys of the ``qwen`` section passed to train_qwen as --flags of the same name (the rest
 # choose the model source or size the job).
 CONFIG_FLAG_KEYS = (
@@ -63,16 +65,7 @@ def cross_key_problems(section: dict[str, Any]) -> list[str]:
             f"qwen.global_batch_size: {section['global_batch_size']} is not a multiple of "
             f"qwen.micro_batch_size {section['micro_batch_size']}"
         )
-    if section["warmup_steps"] > section["max_steps"]:
-        problems.append(
-            f"qwen.warmup_steps: {section['warmup_steps']} exceeds qwen.max_steps "
-            f"{section['max_steps']}"
-        )
-    if section["min_learning_rate"] > section["learning_rate"]:
-        problems.append(
-            f"qwen.min_learning_rate: {section['min_learning_rate']} exceeds qwen.learning_rate "
-            f"{section['learning_rate']}"
-        )
+    problems += optimisation_problems(section, "qwen.")
     return problems
 
 

@@ -38,7 +38,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from transformers import AutoModelForCausalLM
 
-from workflow_scripts.distributed import DistributedContext, cleanup_distributed, setup_distributed
+from workflow_scripts.distributed import DistributedContext
 from workflow_scripts.provenance import sha256_file
 from workflow_scripts.qwen.budgets import BudgetError, read_budgets
 from workflow_scripts.qwen.chat_format import system_prompt
@@ -52,6 +52,7 @@ from workflow_scripts.training import (
     all_reduce_sum,
     check_datasets,
     check_finite,
+    in_process_group,
     option,
     warmup_cosine,
     write_model_folder,
@@ -248,11 +249,7 @@ def _model_card(config: TrainSettings, summary: dict[str, Any], envs: dict[str, 
 
 def train(settings: TrainSettings) -> Path | None:
     """Train (or resume) and write the model folder; return its path on rank 0."""
-    ctx = setup_distributed()
-    try:
-        return _train(settings, ctx)
-    finally:
-        cleanup_distributed()
+    return in_process_group(_train, settings)
 
 
 def _accumulation_passes(settings: TrainSettings, ctx: DistributedContext) -> int:
