@@ -7,7 +7,7 @@ from workflow_scripts.qwen.settings import flags_from_config as qwen_train_flags
 
 # The qwen section's cross-key rules run in validate_config (rules/common.smk); whether one
 # transition of every env fits max_seq_length needs the tokenizer and the envs, so the
-# training job checks it (qwen.settings.check_config_with_tokenizer), not the parse.
+# qwen_budgets job checks it (qwen.settings.check_config_with_tokenizer), not the parse.
 
 
 rule qwen_budgets:

@@ -16,6 +16,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from workflow_scripts.dataset import expected_env_id
 from workflow_scripts.provenance import atomic_path, package_versions, write_json
 from workflow_scripts.qwen.budgets import (
     BudgetError,
@@ -23,6 +24,7 @@ from workflow_scripts.qwen.budgets import (
     budgets_from_random_policy,
     budgets_markdown,
 )
+from workflow_scripts.qwen.settings import check_config_with_tokenizer
 from workflow_scripts.qwen.tokenizer import ChatMLEncoder, load_tokenizer, tokenizer_fingerprint
 
 
@@ -59,6 +61,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.max_seq_length < 1 or args.sample_rows < 2 or args.random_policy_rows < 2:
         parser.error("--max-seq-length must be >= 1, --sample-rows and --random-policy-rows >= 2")
 
+    # Every env at once, named by its config key, before the datasets are read.
+    dataset_envs = [expected_env_id(path) or str(path) for path in args.datasets]
+    check_config_with_tokenizer(
+        args.tokenizer, args.max_seq_length, dataset_envs + list(args.random_policy_envs)
+    )
     tokenizer = load_tokenizer(args.tokenizer)
     encoder = ChatMLEncoder(tokenizer)
     envs = budgets_from_datasets(

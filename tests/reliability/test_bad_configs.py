@@ -5,7 +5,7 @@ Every check that needs neither the tokenizer nor the envs runs in :func:`validat
 which ``rules/common.smk`` calls when Snakemake parses the workflow (schema, overrides,
 each model section's cross-key rules); the last test shows the workflow itself stopping
 on them. Whether one transition of every env fits Qwen's context needs the tokenizer, so
-the training job checks it (:func:`check_config_with_tokenizer`).
+the ``qwen_budgets`` job checks it (:func:`check_config_with_tokenizer`).
 """
 
 from __future__ import annotations
@@ -102,8 +102,8 @@ def test_the_paper_config_passes_every_check(base_config):
     check_config_with_tokenizer(qwen["tokenizer"], qwen["max_seq_length"], base_config["envs"])
 
 
-def test_qwen_context_below_one_transition_is_named_by_the_training_check(base_config):
-    """Needs the tokenizer and a step of every env: run by the job, not at every parse."""
+def test_qwen_context_below_one_transition_is_named_by_the_budgets_job(base_config):
+    """Needs the tokenizer and a step of every env: run by qwen_budgets, not at every parse."""
     section = {**base_config["qwen"], "max_seq_length": 150}
     validate_config({**base_config, "qwen": section})  # the parse lets it through
     with pytest.raises(ConfigError, match="qwen.max_seq_length: Pendulum-v1: one transition"):

@@ -3,7 +3,7 @@
 Light on purpose (no torch, no transformers at import): ``rules/qwen.smk`` builds the
 trainer's flags from it and :func:`workflow_scripts.config.validate_config` runs
 :func:`cross_key_problems` when Snakemake parses the workflow. The one check that needs
-the tokenizer and the envs, :func:`check_config_with_tokenizer`, runs in the training job.
+the tokenizer and the envs, :func:`check_config_with_tokenizer`, runs in the ``qwen_budgets`` job.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def cross_key_problems(section: dict[str, Any]) -> list[str]:
 def check_config_with_tokenizer(
     tokenizer: str | None, max_seq_length: int, env_ids: list[str]
 ) -> None:
-    """The check that needs the run's tokenizer and the envs; the training job calls it.
+    """The check that needs the run's tokenizer and the envs; the ``qwen_budgets`` job runs it.
 
     For every env, the system prompt and one transition (a random-policy step, counted with
     ``tokenizer``, config ``qwen.tokenizer``; None is the packaged Qwen3 tokenizer) must fit
