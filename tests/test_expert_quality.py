@@ -125,3 +125,10 @@ def test_config_reference_catches_a_cliffwalking_expert_that_never_arrives():
         expert_quality("CliffWalking-v0", "dqn", -13.0, -2066.8, reference=-17.0)["status"]
         == "pass"
     )
+
+
+def test_benchmark_is_read_once_and_cannot_be_changed_by_a_caller():
+    figures = rl_zoo3_benchmark()
+    assert rl_zoo3_benchmark() is figures
+    with pytest.raises(TypeError):
+        figures[("Taxi-v3", "dqn")] = figures[("Pendulum-v1", "td3")]

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from workflow_scripts.provenance import atomic_path
-from workflow_scripts.scores import SIGNIFICANCE_LEVEL, compare
+from workflow_scripts.scores import SIGNIFICANCE_LEVEL, Comparison, compare
 
 PAPER_RESULTS = Path(__file__).parent / "data" / "paper_results.csv"
 # Our model keys → (column in paper_results.csv, the name the paper printed). The paper's
@@ -147,11 +147,8 @@ def build_table(
             row[f"{model}_n"] = len(values)
             row[f"{model}_n_failed"] = len(scores[model, env_id].failures)
         row["p_value"], row["bold"] = math.nan, ""
-        if len(models) == 2:
-            first, second = models
-            comparison = compare(
-                first, scores[first, env_id].scores, second, scores[second, env_id].scores
-            )
+        comparison = compare_models(scores, models, env_id)
+        if comparison is not None:
             row["p_value"], row["bold"] = comparison.p_value, comparison.better or ""
         for model in models:
             row[f"paper_{model}"] = _paper_value(paper, env_id, model)
@@ -170,6 +167,16 @@ def build_table(
     columns += [f"{model}_{stat}" for model in models for stat in ("mean", "std", "n", "n_failed")]
     columns += ["p_value", "bold"] + [f"paper_{model}" for model in models]
     return table[columns]
+
+
+def compare_models(
+    scores: dict[tuple[str, str], SeedScores], models: Sequence[str], env_id: str
+) -> Comparison | None:
+    """Welch's comparison of the two models on ``env_id``; None unless there are two."""
+    if len(models) != 2:
+        return None
+    first, second = models
+    return compare(first, scores[first, env_id].scores, second, scores[second, env_id].scores)
 
 
 def _paper_value(paper: pd.DataFrame, env_id: str, model: str) -> float:

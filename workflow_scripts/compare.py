@@ -23,14 +23,25 @@ import argparse
 import json
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from scipy import stats
 
-from workflow_scripts.aggregate import AVERAGE_ROW, PAPER_MODELS, order_models, read_paper_results
-from workflow_scripts.expert_quality import reward_threshold, rl_zoo3_benchmark
+from workflow_scripts.aggregate import (
+    AVERAGE_ROW,
+    PAPER_MODELS,
+    order_models,
+    parse_display_names,
+    read_paper_results,
+)
+from workflow_scripts.dataset import read_info
+from workflow_scripts.env_files import dataset_env, files_by_env, json_env
+from workflow_scripts.expert_quality import (
+    percent_of_zoo_figure,
+    reward_threshold,
+    rl_zoo3_benchmark,
+)
 from workflow_scripts.provenance import atomic_path
 
 CONFIDENCE = 0.95
@@ -50,9 +61,7 @@ def expert_row(summary: dict[str, Any], baseline: dict[str, Any]) -> dict[str, A
     random_return = float(baseline["mean_return"])
     deterministic = float(summary["deterministic_check"]["mean_return"])
     zoo = rl_zoo3_benchmark().get((env_id, algo))
-    zoo_percent = math.nan
-    if zoo is not None and zoo.mean_reward > random_return:
-        zoo_percent = 100 * (deterministic - random_return) / (zoo.mean_reward - random_return)
+    zoo_percent = None if zoo is None else percent_of_zoo_figure(deterministic, random_return, zoo)
     threshold = reward_threshold(env_id)
     quality = summary.get("quality") or {}
     return {
@@ -64,7 +73,7 @@ def expert_row(summary: dict[str, Any], baseline: dict[str, Any]) -> dict[str, A
         "reward_threshold": math.nan if threshold is None else threshold,
         "rl_zoo3_return": math.nan if zoo is None else zoo.mean_reward,
         "rl_zoo3_timesteps": "" if zoo is None else zoo.n_timesteps,
-        "expert_pct_of_rl_zoo3": zoo_percent,
+        "expert_pct_of_rl_zoo3": math.nan if zoo_percent is None else zoo_percent,
         "expert_quality": quality.get("status", ""),
     }
 
@@ -168,6 +177,16 @@ def comparison_markdown(
     return "\n".join(lines) + "\n"
 
 
+def _read_json_by_env(
+    paths: Sequence[str], envs: Sequence[str], kind: str
+) -> dict[str, dict[str, Any]]:
+    """Each env's JSON document among ``paths``, by the env id it declares."""
+    return {
+        env_id: json.loads(path.read_text())
+        for env_id, path in files_by_env(paths, envs, json_env, kind).items()
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", required=True, help="results/table.csv")
@@ -183,22 +202,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output-csv", required=True)
     parser.add_argument("--output-md", required=True)
     args = parser.parse_args(argv)
-    import h5py
-
-    summaries = {}
-    for path in args.experts:
-        summary = json.loads(Path(path).read_text())
-        summaries[summary["env_id"]] = summary
-    baselines = {}
-    for path in args.baselines:
-        baseline = json.loads(Path(path).read_text())
-        baselines[baseline["env_id"]] = baseline
-    sampled = {}
-    for path in args.datasets:
-        with h5py.File(path, "r") as handle:
-            sampled[str(handle.attrs["env_id"])] = float(handle.attrs["expert_mean_return"])
-    names = dict(pair.split("=", 1) for pair in args.display_name)
     table = pd.read_csv(args.table)
+    envs = [env_id for env_id in table["env_id"] if env_id != AVERAGE_ROW]
+    summaries = _read_json_by_env(args.experts, envs, "expert summary")
+    baselines = _read_json_by_env(args.baselines, envs, "baseline")
+    sampled = {
+        env_id: read_info(path, env_id).expert_mean_return
+        for env_id, path in files_by_env(args.datasets, envs, dataset_env, "dataset").items()
+    }
+    names = parse_display_names(args.display_name)
     comparison = build_comparison(table, args.models, summaries, baselines, sampled)
     with atomic_path(args.output_csv, suffix=".csv") as tmp:
         comparison.to_csv(tmp, index=False)

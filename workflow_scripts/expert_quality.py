@@ -23,8 +23,11 @@ warns (``expert_training.quality: warn``) or stops (``error``). Imports no torch
 from __future__ import annotations
 
 import csv
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
+from types import MappingProxyType
 from typing import Any
 
 BENCHMARK_FILE = "rl_zoo3_benchmark.csv"
@@ -47,8 +50,13 @@ class ZooFigure:
     eval_episodes: int
 
 
-def rl_zoo3_benchmark() -> dict[tuple[str, str], ZooFigure]:
-    """rl-zoo3's published benchmark figures, keyed by (env id, algorithm)."""
+@functools.cache
+def rl_zoo3_benchmark() -> Mapping[tuple[str, str], ZooFigure]:
+    """rl-zoo3's published benchmark figures, keyed by (env id, algorithm).
+
+    Read once per process; read-only (a mapping proxy of frozen figures), as every caller
+    shares the one cached object.
+    """
     text = (resources.files("workflow_scripts") / "data" / BENCHMARK_FILE).read_text()
     rows = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
     figures = {}
@@ -62,7 +70,16 @@ def rl_zoo3_benchmark() -> dict[tuple[str, str], ZooFigure]:
             eval_episodes=int(row["eval_episodes"]),
         )
         figures[(figure.env_id, figure.algo)] = figure
-    return figures
+    return MappingProxyType(figures)
+
+
+def percent_of_zoo_figure(
+    expert_return: float, random_return: float, zoo: ZooFigure
+) -> float | None:
+    """The expert's return in % of rl-zoo3's figure on the random (0%) → figure (100%)
+    scale; None when the figure is not above the random policy's return."""
+    span = zoo.mean_reward - random_return
+    return 100 * (expert_return - random_return) / span if span > 0 else None
 
 
 def reward_threshold(env_id: str) -> float | None:
@@ -108,20 +125,19 @@ def assess_expert(
             }
         )
     if zoo is not None:
-        span = zoo.mean_reward - random_return
-        fraction = (expert_return - random_return) / span if span > 0 else None
-        passed = fraction is not None and fraction >= 1.0 - tolerance
+        percent = percent_of_zoo_figure(expert_return, random_return, zoo)
+        passed = percent is not None and percent >= 100 * (1.0 - tolerance)
         checks.append(
             {
                 "reference": f"rl-zoo3 benchmark {zoo.algo} {zoo.n_timesteps}",
                 "value": zoo.mean_reward,
                 "std": zoo.std_reward,
-                "normalized": None if fraction is None else round(100.0 * fraction, 2),
+                "normalized": None if percent is None else round(percent, 2),
                 "passed": passed,
                 "message": None
                 if passed
                 else f"{env_id}: the expert's deterministic return {expert_return:.2f} is "
-                f"{'n/a' if fraction is None else f'{100 * fraction:.1f}%'} of rl-zoo3's "
+                f"{'n/a' if percent is None else f'{percent:.1f}%'} of rl-zoo3's "
                 f"{zoo.algo.upper()} figure {zoo.mean_reward:g} (random {random_return:.2f} = 0%), "
                 f"below the {100 * (1 - tolerance):g}% the gate asks",
             }

@@ -42,16 +42,17 @@ import numpy as np  # noqa: E402
 
 from workflow_scripts.aggregate import (  # noqa: E402
     PAPER_MODELS,
+    compare_models,
     load_scores,
     order_models,
     parse_display_names,
     read_paper_results,
 )
 from workflow_scripts.dataset import read_info  # noqa: E402
+from workflow_scripts.env_files import dataset_env, files_by_env, json_env  # noqa: E402
 from workflow_scripts.experts.curves import CURVE_COLOR, CURVE_LABEL, draw_training_curve  # noqa: E402
 from workflow_scripts.experts.monitor import read_monitor, read_monitor_header  # noqa: E402
 from workflow_scripts.provenance import atomic_path  # noqa: E402
-from workflow_scripts.scores import compare  # noqa: E402
 
 PANEL_COLUMNS = 5
 MODEL_COLORS = {"qwen": "tab:orange", "dm": "tab:blue"}
@@ -102,11 +103,8 @@ def plot_normalized_scores(
     figure, axes = _grid(len(envs), panel_size=(2.6, 2.3))
     for axis, env_id in zip(axes, envs, strict=True):
         title, better = env_id, None
-        if len(models) == 2:
-            first, second = models
-            comparison = compare(
-                first, scores[first, env_id].scores, second, scores[second, env_id].scores
-            )
+        comparison = compare_models(scores, models, env_id)
+        if comparison is not None:
             better = comparison.better
             if not math.isnan(comparison.p_value):
                 title += f"\nWelch p = {comparison.p_value:.2g}"
@@ -163,38 +161,8 @@ def plot_normalized_scores(
     _save(figure, output_path)
 
 
-def files_by_env(
-    paths: Sequence[str | os.PathLike], envs: Sequence[str], env_of, kind: str
-) -> dict[str, Path]:
-    """Each env's file among ``paths``, by the env id the file itself declares (``env_of``).
-
-    ValueError naming the files when two declare the same env or an env has none.
-    """
-    found: dict[str, Path] = {}
-    for path in map(Path, paths):
-        env_id = env_of(path)
-        if env_id in found:
-            raise ValueError(f"{path} and {found[env_id]}: two {kind} files of {env_id}")
-        found[env_id] = path
-    missing = [env_id for env_id in envs if env_id not in found]
-    if missing:
-        raise ValueError(
-            f"no {kind} file of {', '.join(missing)} among the {len(paths)} given "
-            "(by the env id each file declares)"
-        )
-    return found
-
-
 def _monitor_env(path: Path) -> str | None:
     return read_monitor_header(path).get("env_id")
-
-
-def _baseline_env(path: Path) -> str | None:
-    return json.loads(path.read_text()).get("env_id")
-
-
-def _dataset_env(path: Path) -> str:
-    return read_info(path).env_id
 
 
 def plot_expert_curves(
@@ -209,8 +177,8 @@ def plot_expert_curves(
     ``monitors``, ``baselines`` and ``datasets`` hold one file per env, in any order.
     """
     monitor_of = files_by_env(monitors, envs, _monitor_env, "expert monitor log")
-    baseline_of = files_by_env(baselines, envs, _baseline_env, "baseline")
-    dataset_of = files_by_env(datasets, envs, _dataset_env, "dataset")
+    baseline_of = files_by_env(baselines, envs, json_env, "baseline")
+    dataset_of = files_by_env(datasets, envs, dataset_env, "dataset")
     figure, axes = _grid(len(envs), panel_size=(3.0, 2.3))
     for axis, env_id in zip(axes, envs, strict=True):
         episodes = read_monitor(monitor_of[env_id])

@@ -16,11 +16,11 @@ import argparse
 import json
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 from scipy import stats
 
+from workflow_scripts.dataset import read_info
 from workflow_scripts.envs import make_env
 from workflow_scripts.evaluate import load_model_policy, run_episode
 from workflow_scripts.scores import normalized_score
@@ -38,8 +38,8 @@ def main() -> None:
     for env_id in args.envs:
         baseline = Path(args.results) / "baselines" / f"{env_id}.json"
         random = json.loads(baseline.read_text())["mean_return"]
-        with h5py.File(f"{args.results}/datasets/{env_id}.h5", "r") as handle:
-            expert = float(handle.attrs["expert_mean_return"])
+        dataset = Path(args.results) / "datasets" / f"{env_id}.h5"
+        expert = read_info(dataset, env_id).expert_mean_return
         policy = load_model_policy("dm", args.model_dir, env_id, "cpu")
         env = make_env(env_id)
         seeds = range(args.first_seed, args.first_seed + args.episodes)
