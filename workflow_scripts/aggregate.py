@@ -312,8 +312,8 @@ def parse_display_names(pairs: Sequence[str]) -> dict[str, str]:
     return names
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of the stages that read the per-seed evaluations (this one and ``plots``)."""
     parser.add_argument(
         "--records",
         nargs="+",
@@ -329,8 +329,13 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         default=[],
         metavar="MODEL=NAME",
-        help="column name of a model in table.md (default: its key)",
+        help="the name a model is shown by in tables and figures (default: its key)",
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_evaluation_arguments(parser)
     parser.add_argument(
         "--expert-summaries",
         nargs="*",

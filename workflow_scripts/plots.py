@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 
 from workflow_scripts.aggregate import (  # noqa: E402
     PAPER_MODELS,
+    add_evaluation_arguments,
     compare_models,
     load_scores,
     order_models,
@@ -213,12 +214,7 @@ def plot_expert_curves(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--records",
-        nargs="+",
-        required=True,
-        help="per-seed evaluations (results/eval/{model}/{env}/seed{seed}.json)",
-    )
+    add_evaluation_arguments(parser)
     parser.add_argument(
         "--monitors", nargs="+", required=True, help="results/experts/{env}/monitor.csv, per env"
     )
@@ -228,10 +224,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--datasets", nargs="+", required=True, help="results/datasets/{env}.h5, per env"
     )
-    parser.add_argument("--models", nargs="+", required=True)
-    parser.add_argument("--envs", nargs="+", required=True)
-    parser.add_argument("--seeds", nargs="+", type=int, required=True)
-    parser.add_argument("--display-name", action="append", default=[], metavar="MODEL=NAME")
     parser.add_argument("--scores-png", required=True)
     parser.add_argument("--curves-png", required=True)
     args = parser.parse_args(argv)
