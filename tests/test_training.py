@@ -140,7 +140,10 @@ def test_a_slurm_job_stops_itself_before_its_time_limit(tmp_path):
     # The job "ends" 602 s from now; the trainer stops 600 s before, with a checkpoint.
     environ = os.environ | {"SLURM_JOB_ID": "7", "SLURM_JOB_END_TIME": str(int(time.time()) + 602)}
     result = subprocess.run(
-        _dm_command(tmp_path, datasets, "a", 100_000), capture_output=True, text=True, env=environ
+        [*_dm_command(tmp_path, datasets, "a", 100_000), "--stop-before-time-limit=600"],
+        capture_output=True,
+        text=True,
+        env=environ,
     )
     assert result.returncode == EXIT_INTERRUPTED, result.stderr
     assert "the SLURM time limit: stopped at step" in result.stderr

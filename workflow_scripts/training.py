@@ -120,8 +120,7 @@ class TrainingSettings:
     scan_data: bool = option("full NaN/inf scan of the datasets before the first step", True)
     stop_before_time_limit: float = option(
         "in a SLURM job: seconds before the job's time limit at which to checkpoint and exit "
-        "(exit 75), so the retry resumes; 0 turns it off",
-        default=600.0,
+        "(exit 75), so the retry resumes; 0 turns it off"
     )
     # Recorded in training.json only (e.g. the command line); not a flag.
     extra: dict = field(default_factory=dict)

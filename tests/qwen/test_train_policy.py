@@ -71,6 +71,7 @@ def train_args(inputs, run_dir, **changes) -> list[str]:
         "--seed": "0",
         "--parallelism": "fsdp",
         "--keep-checkpoints": "2",
+        "--stop-before-time-limit": "0",
     }
     flags.update(changes)
     pairs = [item for pair in flags.items() for item in pair]

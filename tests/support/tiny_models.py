@@ -61,6 +61,7 @@ TINY_OPTIMISATION = {
     "keep_checkpoints": 2,
     "log_every": 1,
     "num_workers": 0,
+    "stop_before_time_limit": 0,
 }
 # A whole tiny DM run and a whole tiny Qwen run, as train_dm / train_qwen settings.
 TINY_DM_RUN = TINY_DM_ARCHITECTURE | TINY_OPTIMISATION | {"batch_size": 2}

@@ -39,6 +39,7 @@ CONFIG_FLAG_KEYS = (
     "seed",
     "checkpoint_every",
     "keep_checkpoints",
+    "stop_before_time_limit",
     "log_every",
     "num_workers",
     "eval_slide_transitions",

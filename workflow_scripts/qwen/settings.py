@@ -33,6 +33,7 @@ CONFIG_FLAG_KEYS = (
     "parallelism",
     "checkpoint_every",
     "keep_checkpoints",
+    "stop_before_time_limit",
     "log_every",
     "num_workers",
 )
