@@ -45,7 +45,7 @@ from workflow_scripts.qwen.data import WindowDataset, collate_windows
 from workflow_scripts.qwen.model import AssistantTokenLoss, build_random_qwen3
 from workflow_scripts.qwen.policy import QwenPolicy
 from workflow_scripts.qwen.tokenizer import ChatMLEncoder, load_tokenizer, tokenizer_fingerprint
-from workflow_scripts.qwen.train import TrainConfig, train
+from workflow_scripts.qwen.train import TrainSettings, train
 
 # The demo's tiny random Qwen3 (config.demo.yaml, qwen.random_init): one shape to maintain.
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "config.demo.yaml"
@@ -87,11 +87,11 @@ def train_tiny_model(folder: Path, dataset: Path, encoder: ChatMLEncoder, steps:
         "envs": budgets_from_datasets(encoder, [dataset], max_seq_length, 0.99, 5000, 0),
     }
     (folder / "budgets.json").write_text(json.dumps(budgets))
-    config = TrainConfig(
-        datasets=[str(dataset)],
-        budgets=str(folder / "budgets.json"),
-        output=str(folder / "model"),
-        checkpoint_dir=str(folder / "checkpoints"),
+    settings = TrainSettings(
+        datasets=[dataset],
+        budgets=folder / "budgets.json",
+        output=folder / "model",
+        checkpoint_dir=folder / "checkpoints",
         random_init=TINY_QWEN3,
         display_name="Qwen3-tiny-random (benchmark)",
         max_seq_length=max_seq_length,
@@ -101,12 +101,20 @@ def train_tiny_model(folder: Path, dataset: Path, encoder: ChatMLEncoder, steps:
         learning_rate=1e-2,
         min_learning_rate=1e-3,
         warmup_steps=4,
+        weight_decay=0.0,
+        adam_beta1=0.9,
+        adam_beta2=0.95,
+        grad_clip=1.0,
+        seed=0,
+        parallelism="fsdp",
         gradient_checkpointing=False,
         checkpoint_every=steps,
+        keep_checkpoints=2,
         log_every=max(1, steps // 4),
         num_workers=0,
+        stop_before_time_limit=0,
     )
-    train(config)
+    train(settings)
     return folder / "model"
 
 
