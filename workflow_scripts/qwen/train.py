@@ -290,20 +290,7 @@ def _train(settings: TrainSettings, ctx: DistributedContext) -> Path | None:
     dataset, budgets, encoder = _window_dataset(settings, tokenizer)
     run_budgets = {source.env_id: source.n_transitions_max for source in dataset.sources}
 
-    causal_lm = load_causal_lm(
-        settings.model_name_or_path,
-        settings.random_init,
-        len(tokenizer),
-        settings.max_seq_length,
-        settings.seed,
-    )
-    summary_model = model_summary(causal_lm)
-    if settings.gradient_checkpointing:
-        causal_lm.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs={"use_reentrant": False}
-        )
-    owner = AssistantTokenLoss(causal_lm).to(ctx.device)
-    trained, owner = _wrap_for_processes(owner, ctx, settings.parallelism)
+    trained, owner, summary_model = _model(settings, len(tokenizer), ctx)
     optimizer = torch.optim.AdamW(
         owner.parameters(),
         lr=settings.learning_rate,
@@ -334,34 +321,16 @@ def _train(settings: TrainSettings, ctx: DistributedContext) -> Path | None:
         pin_memory=ctx.device.type == "cuda",
         prefetch_factor=4 if settings.num_workers else None,
     )
-    batches = iter(loader)
     trained.train()
-    loss_value = float("nan")
+    batches = iter(loader)
     # (step, loss) of this attempt, for training.json (a resumed attempt starts its own list).
     losses: list[tuple[int, float]] = []
-    n_trimmed_windows = 0
+    n_trimmed_windows, loss = 0, float("nan")
     for step in run.steps():
         micro_batches = [next(batches) for _ in range(accumulation)]
-        loss_value, grad_norm, counts = _forward_backward(
-            trained, owner, micro_batches, settings, ctx
-        )
-        check_finite(
-            loss_value, grad_norm, step + 1, run.last_checkpoint,
-            "Lower the learning rate or check the data, then rerun to resume.", ctx,
-        )  # fmt: skip
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append((step + 1, round(loss_value, 6)))
+        loss, counts = _step(trained, owner, optimizer, scheduler, micro_batches, run, step)
+        losses.append((step + 1, round(loss, 6)))
         n_trimmed_windows += int(counts["trimmed"])
-        scalars = {
-            "supervised_fraction": counts["supervised"] / counts["tokens"],
-            "trimmed_windows": counts["trimmed"],
-        }
-        run.log.step(
-            step + 1, loss_value, scheduler.get_last_lr()[0], grad_norm, counts["tokens"], scalars
-        )
-        run.step_done(step + 1)
 
     if not run.complete:
         return None
@@ -369,7 +338,7 @@ def _train(settings: TrainSettings, ctx: DistributedContext) -> Path | None:
     if ctx.is_main:
         summary = run.summary(infos, fingerprint) | {
             "display_name": settings.display_name,
-            "final_loss": loss_value if math.isfinite(loss_value) else None,
+            "final_loss": loss if math.isfinite(loss) else None,
             "model": summary_model,
             "budgets_sha256": sha256_file(settings.budgets),
             # Windows that exceeded max_seq_length and lost their oldest transitions.
@@ -381,6 +350,46 @@ def _train(settings: TrainSettings, ctx: DistributedContext) -> Path | None:
         run.log.info(f"wrote {settings.output}")
     ctx.barrier()
     return settings.output if ctx.is_main else None
+
+
+def _model(settings: TrainSettings, vocabulary_size: int, ctx: DistributedContext):
+    """(module to call, module that owns the parameters, summary) on this process's device."""
+    causal_lm = load_causal_lm(
+        settings.model_name_or_path,
+        settings.random_init,
+        vocabulary_size,
+        settings.max_seq_length,
+        settings.seed,
+    )
+    summary = model_summary(causal_lm)
+    if settings.gradient_checkpointing:
+        causal_lm.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+    owner = AssistantTokenLoss(causal_lm).to(ctx.device)
+    trained, owner = _wrap_for_processes(owner, ctx, settings.parallelism)
+    return trained, owner, summary
+
+
+def _step(trained, owner, optimizer, scheduler, micro_batches, run: TrainingRun, step: int):
+    """One optimizer step on a global batch: gradients, finite check, update, log, checkpoint."""
+    settings, ctx = run.settings, run.ctx
+    loss, grad_norm, counts = _forward_backward(trained, owner, micro_batches, settings, ctx)
+    check_finite(
+        loss, grad_norm, step + 1, run.last_checkpoint,
+        "Lower the learning rate or check the data, then rerun to resume.", ctx,
+    )  # fmt: skip
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    scalars = {
+        "supervised_fraction": counts["supervised"] / counts["tokens"],
+        "trimmed_windows": counts["trimmed"],
+    }
+    learning_rate = scheduler.get_last_lr()[0]
+    run.log.step(step + 1, loss, learning_rate, grad_norm, counts["tokens"], scalars)
+    run.step_done(step + 1)
+    return loss, counts
 
 
 def _forward_backward(
