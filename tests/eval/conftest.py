@@ -1,7 +1,7 @@
 """Fixtures of the evaluation tests."""
 
 import pytest
-from eval_inputs import write_baseline
+from tests.eval.eval_inputs import write_baseline
 
 from tests.support.datasets import write_dataset
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from eval_inputs import write_scores, write_seed_record
+from tests.eval.eval_inputs import write_scores, write_seed_record
 from scipy import stats
 
 from workflow_scripts.aggregate import load_scores, read_paper_results, write_tables

@@ -8,7 +8,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from eval_inputs import ConstantPolicy, FailingPolicy, write_baseline
+from tests.eval.eval_inputs import ConstantPolicy, FailingPolicy, write_baseline
 from gymnasium import spaces
 
 from tests.support.controllers import CartPoleController

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from reliability_helpers import tiny_config, write_overlay
+from tests.reliability.reliability_helpers import tiny_config, write_overlay
 
 from tests.support.workflow import copy_workflow, output_of, snakemake
 from workflow_scripts.config import ConfigError, load_config, merge_config, validate_config

@@ -11,7 +11,7 @@ import sys
 
 import h5py
 import pytest
-from reliability_helpers import (
+from tests.reliability.reliability_helpers import (
     clone_workflow,
     finish,
     kill_run,

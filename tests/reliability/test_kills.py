@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from reliability_helpers import (
+from tests.reliability.reliability_helpers import (
     check_outputs_are_complete,
     finish,
     kill_job,

@@ -10,7 +10,7 @@ import shutil
 import h5py
 import pytest
 import yaml
-from reliability_helpers import final_targets, snapshot, tiny_config, write_overlay
+from tests.reliability.reliability_helpers import final_targets, snapshot, tiny_config, write_overlay
 
 from tests.support.workflow import REPO_ROOT, job_counts, output_of, snakemake
 from workflow_scripts.provenance import sha256_file, sha256_tree

@@ -4,7 +4,7 @@ checkpoint; a checkpoint of another model configuration is refused, never half-l
 The divergence is real, not injected: a learning rate typed as ``1e3`` instead of ``1e-3``
 (the schema accepts any positive rate) blows the DM up at its second step. The injected
 NaN at a chosen step, for both trainers, is in the unit tests
-(``tests/dm/test_train.py``, ``tests/qwen/test_train_policy.py``).
+(``tests/dm/test_train.py``, ``tests/qwen/test_train.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 import pytest
-from reliability_helpers import (
+from tests.reliability.reliability_helpers import (
     qwen_arguments,
     snapshot,
     tiny_config,

@@ -10,6 +10,7 @@ here, whatever it runs.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -115,12 +116,16 @@ def workdir(tmp_path_factory) -> Path:
 
 
 def snakemake_with_profile(
-    cluster: Cluster, workdir: Path, args: list[str], timeout: int = 600
+    cluster: Cluster,
+    workdir: Path,
+    args: list[str],
+    timeout: int = 600,
+    configfile: str = "tiny.yaml",
 ) -> subprocess.CompletedProcess:
     """`snakemake --profile profiles/slurm ...`, ended with its children if it outlives
     `timeout` seconds (a lost job can hang it) or the test is interrupted."""
     command = [*SNAKEMAKE, "--profile", str(PROFILE)]
-    command += ["--configfile", "tiny.yaml", *FAST_POLLING, *args]
+    command += ["--configfile", configfile, *FAST_POLLING, *args]
     # Its own process group, so that everything it started (sbatch, squeue, ...) can be ended
     # with it and nothing keeps polling a cluster the fixture is about to stop.
     with subprocess.Popen(
@@ -296,3 +301,32 @@ def test_train_dm_gets_the_whole_8_gpu_node(cluster, workdir):
     train_log = (workdir / "logs/dm/train.log").read_text()
     assert "[launch] CPU, one process (allocation advertises 8 GPU(s), CUDA sees none)" in train_log
     assert (workdir / MODEL / "config.json").exists()
+
+
+@pytest.mark.slow
+def test_train_dm_longer_than_its_time_limit_is_resumed_by_the_retries(cluster, workdir):
+    """A 2-minute job limit for a DM run that needs several: each job stops itself with a
+    checkpoint `stop_before_time_limit` seconds before its limit (a FAILED job with exit
+    75, not a TIMEOUT), and the profile's retries continue from that step to the end."""
+    shutil.rmtree(workdir / "results/models/dm", ignore_errors=True)
+    long_run = {
+        **TINY_CONFIG,
+        "dm": {**TINY_CONFIG["dm"], "max_steps": 3000, "checkpoint_every": 100_000,
+               "log_every": 250, "stop_before_time_limit": 75},
+    }  # fmt: skip
+    (workdir / "long.yaml").write_text(yaml.safe_dump(long_run))
+    args = [MODEL, "--set-resources", "train_dm:runtime=2", "--retries", "10"]
+    result = snakemake_with_profile(cluster, workdir, args, timeout=1800, configfile="long.yaml")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+
+    attempts = [job for job, log in submitted_jobs(output).items() if "rule_train_dm" in log.parts]
+    assert len(attempts) >= 2, output
+    records = job_records(cluster)
+    # Every attempt but the last stopped itself before SLURM had to end it.
+    assert [records[job]["state"] for job in attempts[:-1]] == ["FAILED"] * (len(attempts) - 1)
+    assert records[attempts[-1]]["state"] == "COMPLETED"
+    training = json.loads((workdir / MODEL / "training.json").read_text())
+    assert training["steps"] == 3000 and 0 < training["resumed_from_step"] < 3000
+    log = (workdir / "logs/dm/train.log").read_text()
+    assert f"(step {training['resumed_from_step']})" in log
