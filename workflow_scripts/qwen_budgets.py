@@ -28,7 +28,7 @@ from workflow_scripts.qwen.settings import check_config_with_tokenizer
 from workflow_scripts.qwen.tokenizer import ChatMLEncoder, load_tokenizer, tokenizer_fingerprint
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
@@ -60,7 +60,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--quantile must be in [0.5, 1]")
     if args.max_seq_length < 1 or args.sample_rows < 2 or args.random_policy_rows < 2:
         parser.error("--max-seq-length must be >= 1, --sample-rows and --random-policy-rows >= 2")
+    return args
 
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     # Every env at once, named by its config key, before the datasets are read.
     dataset_envs = [expected_env_id(path) or str(path) for path in args.datasets]
     check_config_with_tokenizer(
