@@ -10,7 +10,6 @@ here, whatever it runs.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -25,6 +24,7 @@ import yaml
 
 from tests.support.tiny_models import TINY_DM_ARCHITECTURE
 from tests.support.workflow import REPO_ROOT, SNAKEMAKE, copy_workflow
+from workflow_scripts.training import list_checkpoints
 
 pytestmark = pytest.mark.slurm
 
@@ -304,29 +304,37 @@ def test_train_dm_gets_the_whole_8_gpu_node(cluster, workdir):
 
 
 @pytest.mark.slow
-def test_train_dm_longer_than_its_time_limit_is_resumed_by_the_retries(cluster, workdir):
-    """A 2-minute job limit for a DM run that needs several: each job stops itself with a
-    checkpoint `stop_before_time_limit` seconds before its limit (a FAILED job with exit
-    75, not a TIMEOUT), and the profile's retries continue from that step to the end."""
+def test_train_dm_longer_than_its_time_limit_is_resumed_by_the_retry(cluster, workdir):
+    """A 2-minute job limit for a DM run that needs far longer: the job stops itself with a
+    checkpoint `stop_before_time_limit` seconds before its limit (a FAILED job with exit 75,
+    not a TIMEOUT that SLURM kills), and the profile's retry resumes from exactly that step.
+
+    Two attempts (`--retries 1`), so the run is left unfinished whatever the machine's speed.
+    """
     shutil.rmtree(workdir / "results/models/dm", ignore_errors=True)
     long_run = {
         **TINY_CONFIG,
-        "dm": {**TINY_CONFIG["dm"], "max_steps": 3000, "checkpoint_every": 100_000,
-               "log_every": 250, "stop_before_time_limit": 75},
+        "dm": {**TINY_CONFIG["dm"], "max_steps": 1_000_000, "checkpoint_every": 1_000_000,
+               "log_every": 1000, "stop_before_time_limit": 75},
     }  # fmt: skip
     (workdir / "long.yaml").write_text(yaml.safe_dump(long_run))
-    args = [MODEL, "--set-resources", "train_dm:runtime=2", "--retries", "10"]
-    result = snakemake_with_profile(cluster, workdir, args, timeout=1800, configfile="long.yaml")
+    args = [MODEL, "--set-resources", "train_dm:runtime=2", "--retries", "1"]
+    result = snakemake_with_profile(cluster, workdir, args, timeout=900, configfile="long.yaml")
     output = result.stdout + result.stderr
-    assert result.returncode == 0, output
+    assert result.returncode != 0, output  # unfinished by design
 
     attempts = [job for job, log in submitted_jobs(output).items() if "rule_train_dm" in log.parts]
-    assert len(attempts) >= 2, output
+    assert len(attempts) == 2, output
     records = job_records(cluster)
-    # Every attempt but the last stopped itself before SLURM had to end it.
-    assert [records[job]["state"] for job in attempts[:-1]] == ["FAILED"] * (len(attempts) - 1)
-    assert records[attempts[-1]]["state"] == "COMPLETED"
-    training = json.loads((workdir / MODEL / "training.json").read_text())
-    assert training["steps"] == 3000 and 0 < training["resumed_from_step"] < 3000
+    # Both attempts stopped themselves before SLURM had to end them.
+    assert [records[job]["state"] for job in attempts] == ["FAILED", "FAILED"], records
+    # One checkpoint per attempt, each at the step where it stopped (none was due).
+    checkpoints = list_checkpoints(workdir / "results/models/dm/checkpoints")
+    assert len(checkpoints) == 2, checkpoints
+    (first_step, first_path), (second_step, _) = checkpoints
+    assert 0 < first_step < second_step
+    # The second attempt's log (the first's was replaced): it resumed from the first's step.
     log = (workdir / "logs/dm/train.log").read_text()
-    assert f"(step {training['resumed_from_step']})" in log
+    assert f"resumed from {first_path.relative_to(workdir)} (step {first_step})" in log, log
+    assert f"the SLURM time limit: stopped at step {second_step}" in log, log
+    assert not (workdir / MODEL).exists()
