@@ -398,10 +398,10 @@ class StopSignals:
 
     The handler only sets a flag: the step in flight completes, so the checkpoint holds a
     consistent state. In a SLURM job the run also stops ``margin`` seconds before the job's
-    end, without waiting for a signal: SLURM signals every process of the job step,
-    including the Snakemake and shell processes above the trainer, and the step ends (and
-    its last processes are killed) as soon as those exit, so a signal alone does not
-    guarantee the trainer the seconds a checkpoint takes.
+    end, without waiting for a signal: SLURM's ``--signal`` reaches every process of the job
+    step, and the step's task, the Snakemake process above the trainer, dies of it (seen on
+    the local cluster, docs/slurm.md), so a signal does not guarantee the trainer the time a
+    checkpoint takes.
     Every rank must agree to stop at the same step, so :meth:`requested` takes the maximum
     over ranks (one small all-reduce per step when distributed).
     """
