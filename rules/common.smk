@@ -41,6 +41,18 @@ def evaluation_resource(name):
     return lambda wildcards: config["evaluation"]["resources"][wildcards.model][name]
 
 
+def evaluation_device(wildcards):
+    """config evaluation.device; ``auto`` is the CPU for a model whose job asks for no GPU,
+    so a DM evaluation never lands on the GPU of a workstation or another job."""
+    device = config["evaluation"]["device"]
+    if (
+        device == "auto"
+        and not config["evaluation"]["resources"][wildcards.model]["gpu"]
+    ):
+        return "cpu"
+    return device
+
+
 def training_resource(model, name):
     """Job size of a model's training (config <model>.resources.<name>)."""
     return lambda wildcards: config[model]["resources"][name]

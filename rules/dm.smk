@@ -32,10 +32,15 @@ rule train_dm:
         # Architecture, optimisation and evaluation context from config dm, as --flags.
         flags=lambda wildcards: dm_train_flags(config["dm"]),
         # Not outputs: they outlive a failed or killed job, so a rerun resumes.
+        # Without GPUs: this many training processes (torchrun, gloo), threads split.
+        cpu_processes=lambda wildcards: config["dm"]["resources"].get(
+            "cpu_processes", 1
+        ),
         checkpoint_dir="results/models/dm/checkpoints",
         tensorboard_dir="logs/dm/tensorboard",
     shell:
-        "python -m workflow_scripts.launch workflow_scripts.train_dm"
-        " --datasets {input.datasets:q} {params.flags} --threads {threads}"
+        "python -m workflow_scripts.launch --cpu-processes {params.cpu_processes}"
+        " --threads {threads} workflow_scripts.train_dm"
+        " --datasets {input.datasets:q} {params.flags}"
         " --checkpoint-dir {params.checkpoint_dir:q}"
         " --tensorboard-dir {params.tensorboard_dir:q} --output {output:q} > {log:q} 2>&1"

@@ -30,7 +30,7 @@ rule evaluate:
         # The env's episode cap from config (experts.<env>.max_episode_steps), as for the
         # baseline: normalized scores compare episodes of the same length.
         cap=lambda wildcards: cap_flag(wildcards.env),
-        device=config["evaluation"]["device"],
+        device=evaluation_device,
     shell:
         "python -m workflow_scripts.evaluate --model {wildcards.model}"
         " --model-dir {input.model:q} --env {wildcards.env:q} --seed {wildcards.seed}"

@@ -72,10 +72,15 @@ rule train_qwen:
         # Model source, optimisation and system settings from config qwen, as --flags.
         flags=lambda wildcards: qwen_train_flags(config["qwen"]),
         # Not outputs: they outlive a failed or killed job, so a rerun resumes.
+        # Without GPUs: this many training processes (torchrun, gloo), threads split.
+        cpu_processes=lambda wildcards: config["qwen"]["resources"].get(
+            "cpu_processes", 1
+        ),
         checkpoint_dir="results/models/qwen/checkpoints",
         tensorboard_dir="logs/qwen/tensorboard",
     shell:
-        "python -m workflow_scripts.launch workflow_scripts.train_qwen"
+        "python -m workflow_scripts.launch --cpu-processes {params.cpu_processes}"
+        " --threads {threads} workflow_scripts.train_qwen"
         " --datasets {input.datasets:q} --budgets {input.budgets:q} {params.flags}"
         " --checkpoint-dir {params.checkpoint_dir:q}"
         " --tensorboard-dir {params.tensorboard_dir:q} --output {output:q} > {log:q} 2>&1"

@@ -47,12 +47,30 @@ def test_gpus_in_allocation_reads_the_process_environment(monkeypatch):
     assert launch.gpus_in_allocation() == 4
 
 
-def test_eight_allocated_gpus_without_cuda_run_one_cpu_process():
-    command, reason = launch.build_command(MODULE, MODULE_ARGS, allocated_gpus=8, visible_gpus=0)
+def test_eight_allocated_gpus_without_cuda_are_an_error_unless_allowed():
+    with pytest.raises(launch.LaunchError, match="has 8 GPU.s. but CUDA sees none"):
+        launch.build_command(MODULE, MODULE_ARGS, allocated_gpus=8, visible_gpus=0)
+    command, reason = launch.build_command(
+        MODULE, MODULE_ARGS, allocated_gpus=8, visible_gpus=0, allow_cpu=True
+    )
     assert command == [sys.executable, "-m", MODULE, *MODULE_ARGS]
     assert "CPU, one process" in reason
     assert "advertises 8 GPU(s)" in reason
     assert "CUDA sees none" in reason
+
+
+def test_cpu_processes_run_under_this_interpreters_torchrun_with_threads_split():
+    command, reason = launch.build_command(
+        MODULE, MODULE_ARGS, allocated_gpus=0, visible_gpus=0, cpu_processes=2, threads=6
+    )
+    assert command == [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", MODULE, *MODULE_ARGS, "--threads", "3",
+    ]  # fmt: skip
+    assert reason == "CPU, 2 processes (gloo), 3 thread(s) each"
+    # GPUs win over CPU processes: one process per GPU, the threads split between them.
+    command, _ = launch.build_command(MODULE, [], 4, 4, cpu_processes=2, threads=8)
+    assert "--nproc_per_node=4" in command and command[-2:] == ["--threads", "2"]
 
 
 def test_no_gpu_anywhere_runs_one_cpu_process():
@@ -76,9 +94,8 @@ def test_no_gpu_anywhere_runs_one_cpu_process():
 )
 def test_gpus_start_one_torchrun_process_each(allocated_gpus, visible_gpus, expected_processes):
     command, reason = launch.build_command(MODULE, MODULE_ARGS, allocated_gpus, visible_gpus)
-    assert command[0].endswith("torchrun")
-    assert command[1:] == [
-        "--standalone",
+    assert command[:4] == [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    assert command[4:] == [
         f"--nproc_per_node={expected_processes}",
         "-m",
         MODULE,
@@ -90,6 +107,7 @@ def test_gpus_start_one_torchrun_process_each(allocated_gpus, visible_gpus, expe
 def test_main_reports_and_execs_the_cpu_command(monkeypatch, capsys):
     """SLURM_GPUS_ON_NODE=8 on a machine without CUDA: one CPU process, said clearly."""
     monkeypatch.setenv("SLURM_GPUS_ON_NODE", "8")
+    monkeypatch.setenv(launch.ALLOW_CPU_VARIABLE, "1")
     monkeypatch.setattr(launch, "cuda_device_count", lambda: 0)
     executed = []
     monkeypatch.setattr(launch.os, "execvp", lambda file, args: executed.append((file, args)))
@@ -98,7 +116,7 @@ def test_main_reports_and_execs_the_cpu_command(monkeypatch, capsys):
 
     assert executed == [(sys.executable, [sys.executable, "-m", MODULE, *MODULE_ARGS])]
     printed = capsys.readouterr().out
-    assert "[launch] CPU, one process (allocation advertises 8 GPU(s), CUDA sees none)" in printed
+    assert "[launch] CPU, one process (allocation advertises 8 GPU(s), CUDA sees none" in printed
 
 
 def test_main_passes_option_like_arguments_through(monkeypatch):
@@ -119,6 +137,13 @@ def test_cli_runs_the_module_on_cpu(tmp_path):
     document = tmp_path / "doc.json"
     document.write_text(json.dumps({"answer": 42}))
     environ = {"SLURM_GPUS_ON_NODE": "8", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    refused = subprocess.run(
+        [sys.executable, "-m", "workflow_scripts.launch", "json.tool", str(document)],
+        capture_output=True, text=True, env=environ, timeout=120,
+    )  # fmt: skip
+    assert refused.returncode == 1 and "CUDA sees none" in refused.stderr
+    assert refused.stdout == ""  # the module never ran
+    environ[launch.ALLOW_CPU_VARIABLE] = "1"
     # A CUDA build of torch on a GPU machine would (rightly) start torchrun instead.
     if launch.cuda_device_count() > 0:
         pytest.skip("this machine has CUDA GPUs; the CPU path is not what would run")

@@ -234,12 +234,25 @@ def training_main(
 
 
 def in_process_group(body: Callable[[Any, DistributedContext], Any], settings: TrainingSettings):
-    """``body(settings, ctx)`` inside this process's device and process group."""
+    """``body(settings, ctx)`` inside this process's device and process group.
+
+    When one of several processes fails, it says why first, naming its rank (its peers'
+    timeouts would otherwise bury the cause), and leaves the process group alone: tearing it
+    down while peers wait in a collective can hang (NCCL). Its non-zero exit makes torchrun
+    end the others. A stop all ranks agreed on (a signal, a time limit) ends normally.
+    """
     ctx = setup_distributed()
     try:
-        return body(settings, ctx)
-    finally:
+        result = body(settings, ctx)
+    except TrainingInterrupted:
         cleanup_distributed()
+        raise
+    except BaseException as error:
+        if ctx.is_distributed:
+            print(f"[rank {ctx.rank}] {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+        raise
+    cleanup_distributed()
+    return result
 
 
 # --------------------------------------------------------------------------- schedule

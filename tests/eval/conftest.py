@@ -1,8 +1,8 @@
 """Fixtures of the evaluation tests."""
 
 import pytest
-from tests.eval.eval_inputs import write_baseline
 
+from tests.eval.eval_inputs import write_baseline
 from tests.support.datasets import write_dataset
 
 

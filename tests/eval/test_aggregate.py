@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from tests.eval.eval_inputs import write_scores, write_seed_record
 from scipy import stats
 
+from tests.eval.eval_inputs import write_scores, write_seed_record
 from workflow_scripts.aggregate import load_scores, read_paper_results, write_tables
 
 QWEN_CARTPOLE = [100.0, 98.0, 99.0, 100.0, 97.0]

@@ -8,9 +8,9 @@ import textwrap
 
 import numpy as np
 import pytest
-from tests.eval.eval_inputs import ConstantPolicy, FailingPolicy, write_baseline
 from gymnasium import spaces
 
+from tests.eval.eval_inputs import ConstantPolicy, FailingPolicy, write_baseline
 from tests.support.controllers import CartPoleController
 from tests.support.datasets import write_dataset
 from workflow_scripts.evaluate import (

@@ -42,3 +42,19 @@ def test_bad_evaluation_section_names_the_key(config, change, message):
     with pytest.raises(ConfigError) as caught:
         validate_config(config)
     assert message in str(caught.value)
+
+
+def test_auto_device_is_the_cpu_for_a_job_that_asks_for_no_gpu(tmp_path):
+    """`auto` in the plan: the DM's evaluations (gpu 0) run on the CPU even where a GPU is
+    visible; Qwen's (gpu 1 in config.yaml) may take the job's GPU."""
+    from tests.support.workflow import copy_workflow, snakemake
+
+    workdir = copy_workflow(tmp_path / "workflow")
+    targets = [f"results/eval/{model}/CartPole-v1/seed0.json" for model in ("dm", "qwen")]
+    result = snakemake(workdir, "-n", "-p", *targets, "--configfile", "config.demo.yaml")
+    commands = [line for line in result.stdout.splitlines() if "workflow_scripts.evaluate" in line]
+    devices = {
+        command.split("--model ")[1].split()[0]: command.split("--device ")[1].split()[0]
+        for command in commands
+    }
+    assert devices == {"dm": "cpu", "qwen": "auto"}

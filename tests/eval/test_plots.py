@@ -6,8 +6,8 @@ import sys
 import matplotlib.image
 import numpy as np
 import pytest
-from tests.eval.eval_inputs import write_baseline, write_scores, write_seed_record
 
+from tests.eval.eval_inputs import write_baseline, write_scores, write_seed_record
 from tests.support.datasets import write_dataset
 from workflow_scripts.plots import plot_expert_curves, plot_normalized_scores
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from tests.eval.eval_inputs import write_baseline, write_expert_summary, write_seed_record
 
+from tests.eval.eval_inputs import write_baseline, write_expert_summary, write_seed_record
 from tests.support.datasets import write_dataset
 from tests.support.workflow import copy_workflow, job_counts, snakemake
 

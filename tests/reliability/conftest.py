@@ -5,8 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.reliability.reliability_helpers import clone_workflow, final_targets, tiny_config, write_overlay
 
+from tests.reliability.reliability_helpers import (
+    clone_workflow,
+    final_targets,
+    tiny_config,
+    write_overlay,
+)
 from tests.support.workflow import copy_workflow, snakemake
 
 

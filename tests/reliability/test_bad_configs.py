@@ -13,8 +13,8 @@ from __future__ import annotations
 import copy
 
 import pytest
-from tests.reliability.reliability_helpers import tiny_config, write_overlay
 
+from tests.reliability.reliability_helpers import tiny_config, write_overlay
 from tests.support.workflow import copy_workflow, output_of, snakemake
 from workflow_scripts.config import ConfigError, load_config, merge_config, validate_config
 from workflow_scripts.qwen.settings import check_config_with_tokenizer

@@ -20,8 +20,8 @@ import h5py
 import numpy as np
 import pytest
 from gymnasium import spaces
-from tests.reliability.reliability_helpers import dm_arguments, qwen_arguments, snapshot
 
+from tests.reliability.reliability_helpers import dm_arguments, qwen_arguments, snapshot
 from tests.support.datasets import write_env_dataset
 from tests.support.workflow import QUIET_ENV, snakemake
 from workflow_scripts.dataset import DatasetWriter, check_training_dataset

@@ -11,6 +11,7 @@ import sys
 
 import h5py
 import pytest
+
 from tests.reliability.reliability_helpers import (
     clone_workflow,
     finish,
@@ -20,7 +21,6 @@ from tests.reliability.reliability_helpers import (
     tiny_config,
     write_overlay,
 )
-
 from tests.support.workflow import QUIET_ENV, REPO_ROOT, output_of, snakemake
 
 DATASET = "results/datasets/CartPole-v1.h5"

@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from tests.reliability.reliability_helpers import (
     check_outputs_are_complete,
     finish,
@@ -29,7 +30,6 @@ from tests.reliability.reliability_helpers import (
     wait_for,
     write_overlay,
 )
-
 from tests.support.workflow import copy_workflow, job_counts, output_of, snakemake
 
 PROFILE = ("--profile", "profiles/local", "--cores", "1")

@@ -10,8 +10,13 @@ import shutil
 import h5py
 import pytest
 import yaml
-from tests.reliability.reliability_helpers import final_targets, snapshot, tiny_config, write_overlay
 
+from tests.reliability.reliability_helpers import (
+    final_targets,
+    snapshot,
+    tiny_config,
+    write_overlay,
+)
 from tests.support.workflow import REPO_ROOT, job_counts, output_of, snakemake
 from workflow_scripts.provenance import sha256_file, sha256_tree
 
@@ -75,6 +80,8 @@ def test_every_output_records_its_inputs_and_package_versions(built_workflow):
         {
             "path": f"results/datasets/{ENV}.h5",
             "env_id": ENV,
+            "n_transitions": dataset_info.n_transitions,
+            "expert_mean_return": dataset_info.expert_mean_return,
             "attrs_sha256": sha256_json(dataset_info.attrs),
         }  # fmt: skip
     ]

@@ -15,14 +15,14 @@ import subprocess
 import sys
 
 import pytest
+from safetensors.torch import load_file
+
 from tests.reliability.reliability_helpers import (
     qwen_arguments,
     snapshot,
     tiny_config,
     write_overlay,
 )
-from safetensors.torch import load_file
-
 from tests.support.datasets import write_env_dataset
 from tests.support.tiny_models import TINY_DM_RUN, TINY_QWEN3, as_flags
 from tests.support.workflow import QUIET_ENV, snakemake

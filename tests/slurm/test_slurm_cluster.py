@@ -10,6 +10,7 @@ here, whatever it runs.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -96,7 +97,10 @@ def cluster(tmp_path_factory) -> Cluster:
         )
         assert started.returncode == 0, f"cluster did not start:\n{started.stderr}"
         conf = re.search(r"^export SLURM_CONF=(.+)$", started.stdout, re.MULTILINE).group(1)
-        environ = dict(os.environ, SLURM_CONF=conf, OMP_NUM_THREADS="1")
+        # The node poses as a GPU node: training on its CPU is this test's explicit choice.
+        environ = dict(
+            os.environ, SLURM_CONF=conf, OMP_NUM_THREADS="1", WORKFLOW_ALLOW_CPU_TRAINING="1"
+        )
         yield Cluster(state_dir, environ)
     finally:
         subprocess.run(["bash", str(STOP_SCRIPT), str(state_dir)], timeout=120, check=False)
@@ -271,6 +275,31 @@ def test_more_gpus_than_the_node_has_fail_at_submission(cluster, workdir):
     assert not (workdir / MODEL).exists()
 
 
+def test_gpu_job_without_cuda_fails_fast_without_the_opt_in(cluster, workdir):
+    """Granted 8 GPUs that CUDA cannot see, the launcher stops at once instead of training
+    for a day on the CPU (the other tests opt in with WORKFLOW_ALLOW_CPU_TRAINING=1)."""
+    environ = {k: v for k, v in cluster.environ.items() if k != "WORKFLOW_ALLOW_CPU_TRAINING"}
+    result = snakemake_with_profile(Cluster(cluster.state_dir, environ), workdir,
+                                    [MODEL, "--retries", "0"])  # fmt: skip
+    assert result.returncode != 0
+    log = (workdir / "logs/dm/train.log").read_text()
+    assert "[launch] error: the allocation has 8 GPU(s) but CUDA sees none" in log, log
+    assert "step " not in log and not (workdir / MODEL).exists()
+
+
+def test_train_dm_in_two_cpu_processes_inside_its_allocation(cluster, workdir):
+    """dm.resources.cpu_processes 2: torchrun starts both ranks inside the SLURM job."""
+    two = {**TINY_CONFIG, "dm": {**TINY_CONFIG["dm"], "resources": {"cpu_processes": 2}}}
+    (workdir / "two.yaml").write_text(yaml.safe_dump(two))
+    result = snakemake_with_profile(cluster, workdir, [MODEL], configfile="two.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = (workdir / "logs/dm/train.log").read_text()
+    assert "[launch] CPU, 2 processes (gloo)" in log, log
+    training = json.loads((workdir / MODEL / "training.json").read_text())
+    assert training["world_size"] == 2
+    shutil.rmtree(workdir / "results/models/dm")  # the next test trains its own
+
+
 def test_train_dm_gets_the_whole_8_gpu_node(cluster, workdir):
     """The profile's request as SLURM granted it, and the launcher seeing all 8 GPUs.
 
@@ -299,7 +328,7 @@ def test_train_dm_gets_the_whole_8_gpu_node(cluster, workdir):
     # Inside the job SLURM announced 8 GPUs; CUDA has none here, so the launcher ran the
     # trainer as one CPU process and said why.
     train_log = (workdir / "logs/dm/train.log").read_text()
-    assert "[launch] CPU, one process (allocation advertises 8 GPU(s), CUDA sees none)" in train_log
+    assert "[launch] CPU, one process (allocation advertises 8 GPU(s), CUDA sees none" in train_log
     assert (workdir / MODEL / "config.json").exists()
 
 
