@@ -148,25 +148,36 @@ def test_a_failing_rank_ends_the_job_promptly_with_its_own_error(datasets, tmp_p
     assert not (tmp_path / "run" / "final").exists()
 
 
-def test_qwen_in_two_processes_matches_one_process_on_the_same_global_batch(tmp_path):
+@pytest.fixture(scope="module")
+def qwen_inputs(tmp_path_factory) -> tuple[Path, Path]:
     from workflow_scripts.qwen_budgets import main as budgets_cli
 
-    dataset = write_env_dataset(tmp_path / "CartPole-v1.h5", "CartPole-v1", 300, 0, "heuristic")
-    budgets = tmp_path / "budgets.json"
+    folder = tmp_path_factory.mktemp("qwen_distributed")
+    dataset = write_env_dataset(folder / "CartPole-v1.h5", "CartPole-v1", 300, 0, "heuristic")
+    budgets = folder / "budgets.json"
     budgets_cli(["--datasets", str(dataset), "--max-seq-length", "384", "--sample-rows", "300",
                  "--output", str(budgets)])  # fmt: skip
+    return dataset, budgets
+
+
+def qwen_command(inputs, folder: Path, processes: int, **changes) -> list[str]:
+    dataset, budgets = inputs
+    values = TINY_QWEN_RUN | {
+        "max_steps": 3, "global_batch_size": 4, "micro_batch_size": 2, "checkpoint_every": 3,
+    } | changes  # fmt: skip
+    return [
+        *launch(processes, "workflow_scripts.train_qwen"), "--datasets", str(dataset),
+        "--budgets", str(budgets), "--random-init", json.dumps(TINY_QWEN3),
+        "--no-gradient-checkpointing", "--output", str(folder / "final"),
+        "--checkpoint-dir", str(folder / "checkpoints"), *as_flags(values),
+    ]  # fmt: skip
+
+
+def test_qwen_in_two_processes_matches_one_process_on_the_same_global_batch(qwen_inputs, tmp_path):
     losses = {}
     for processes in (1, 2):
         folder = tmp_path / f"qwen{processes}"
-        command = [
-            *launch(processes, "workflow_scripts.train_qwen"), "--datasets", str(dataset),
-            "--budgets", str(budgets), "--random-init", json.dumps(TINY_QWEN3),
-            "--no-gradient-checkpointing", "--output", str(folder / "final"),
-            "--checkpoint-dir", str(folder / "checkpoints"),
-            *as_flags(TINY_QWEN_RUN | {"max_steps": 3, "global_batch_size": 4,
-                                       "micro_batch_size": 2, "checkpoint_every": 3}),
-        ]  # fmt: skip
-        result = run(command, timeout=400)
+        result = run(qwen_command(qwen_inputs, folder, processes), timeout=400)
         assert result.returncode == 0, result.stderr
         summary = json.loads((folder / "final" / "training.json").read_text())
         assert summary["world_size"] == processes
@@ -174,3 +185,18 @@ def test_qwen_in_two_processes_matches_one_process_on_the_same_global_batch(tmp_
     # FSDP2 shards over 2 processes, each 1 micro-batch of 2; one process accumulates 2.
     np.testing.assert_allclose(losses[2], losses[1], rtol=1e-4)
     assert losses[2][-1] < losses[2][0]  # and it learns
+
+
+def test_qwen_fsdp2_in_two_processes_resumes_to_the_uninterrupted_weights(qwen_inputs, tmp_path):
+    straight = run(qwen_command(qwen_inputs, tmp_path / "a", 2, max_steps=4, checkpoint_every=2))
+    assert straight.returncode == 0, straight.stderr
+    # Stopped with a checkpoint after step 2 (the full state gathered from both shards)...
+    first = run(qwen_command(qwen_inputs, tmp_path / "b", 2, max_steps=4, checkpoint_every=2,
+                             max_steps_this_run=2))  # fmt: skip
+    assert first.returncode == 0 and not (tmp_path / "b" / "final").exists(), first.stderr
+    # ...and resumed in 2 processes (the state broadcast from rank 0 and resharded).
+    second = run(qwen_command(qwen_inputs, tmp_path / "b", 2, max_steps=4, checkpoint_every=2))
+    assert second.returncode == 0 and "resumed from" in second.stdout, second.stderr
+    reference, final = weights(tmp_path / "a" / "final"), weights(tmp_path / "b" / "final")
+    for name in reference:
+        torch.testing.assert_close(final[name], reference[name], rtol=1e-5, atol=1e-6)

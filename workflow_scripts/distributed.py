@@ -10,9 +10,15 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+# How long a rank waits in a collective before it gives up. NCCL's default is 10 minutes,
+# shorter than what one rank may do alone while the others wait at the next collective:
+# gather and write a ~20 GB fp32 Qwen checkpoint, or scan its share of 10M-row datasets.
+PROCESS_GROUP_TIMEOUT = timedelta(minutes=60)
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,9 @@ def setup_distributed() -> DistributedContext:
         # the demo DM with 2 threads); the deterministic kernels make reruns bit-identical.
         torch.use_deterministic_algorithms(True)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(
+            backend="nccl" if device.type == "cuda" else "gloo", timeout=PROCESS_GROUP_TIMEOUT
+        )
     return DistributedContext(rank, local_rank, world_size, device, autocast_dtype)
 
 

@@ -109,14 +109,20 @@ def _wrap_for_processes(
         return module, module
     if parallelism == "fsdp":
         from torch.distributed.device_mesh import init_device_mesh
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
         mesh = init_device_mesh(ctx.device.type, (ctx.world_size,))
+        # Under bf16 autocast (GPUs): gather parameters in bf16 (half the traffic and
+        # memory of fp32), reduce gradients in fp32, keep fp32 master weights. On CPU
+        # (no autocast) everything stays fp32.
+        policy = MixedPrecisionPolicy(
+            param_dtype=ctx.autocast_dtype, reduce_dtype=torch.float32
+        ) if ctx.autocast_dtype is not None else MixedPrecisionPolicy()  # fmt: skip
         # One shard group per decoder layer (parameters gathered just in time), and the
         # root group for embeddings (tied to the head) and the final norm.
         for layer in module.causal_lm.model.layers:
-            fully_shard(layer, mesh=mesh)
-        fully_shard(module, mesh=mesh)
+            fully_shard(layer, mesh=mesh, mp_policy=policy)
+        fully_shard(module, mesh=mesh, mp_policy=policy)
         return module, module
     if parallelism == "ddp":
         from torch.nn.parallel import DistributedDataParallel
