@@ -3,6 +3,7 @@
 import re
 
 from workflow_scripts.config import expert_recipe, validate_config
+from workflow_scripts.qwen.settings import BASE_MODEL_FOLDER, hub_model_id
 
 # Schema, expert overrides against their algorithm, each model section's cross-key rules;
 # text given for numbers (nested --config values) is read as numbers, in place.
@@ -56,3 +57,8 @@ def evaluation_device(wildcards):
 def training_resource(model, name):
     """Job size of a model's training (config <model>.resources.<name>)."""
     return lambda wildcards: config[model]["resources"][name]
+
+
+def qwen_base_model(wildcards):
+    """The fetched hub model train_qwen needs, or nothing (random_init, a local folder)."""
+    return [BASE_MODEL_FOLDER] if hub_model_id(config["qwen"]) else []

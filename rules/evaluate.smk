@@ -32,7 +32,7 @@ rule evaluate:
         cap=lambda wildcards: cap_flag(wildcards.env),
         device=evaluation_device,
     shell:
-        "python -m workflow_scripts.evaluate --model {wildcards.model}"
+        "HF_HUB_OFFLINE=1 python -m workflow_scripts.evaluate --model {wildcards.model}"
         " --model-dir {input.model:q} --env {wildcards.env:q} --seed {wildcards.seed}"
         " --baseline {input.baseline:q} --dataset {input.dataset:q} {params.cap}"
         " --device {params.device} --threads {threads} --output {output:q} > {log:q} 2>&1"

@@ -3,6 +3,7 @@
 from shlex import quote
 
 from workflow_scripts.provenance import code_sha256
+from workflow_scripts.qwen.settings import BASE_MODEL_FOLDER
 from workflow_scripts.qwen.settings import flags_from_config as qwen_train_flags
 
 # The qwen section's cross-key rules run in validate_config (rules/common.smk); whether one
@@ -46,11 +47,34 @@ rule qwen_budgets:
         " --output {output:q} > {log:q} 2>&1"
 
 
+rule fetch_qwen:
+    """A hub model's weights, downloaded once where the network is (not on a GPU node)."""
+    output:
+        directory(BASE_MODEL_FOLDER),
+    log:
+        "logs/qwen/fetch.log",
+    # On the machine Snakemake runs on: compute nodes often have no internet.
+    localrule: True
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=240,
+    params:
+        code=code_sha256("workflow_scripts.fetch_model"),
+        model=lambda wildcards: config["qwen"]["model_name_or_path"],
+    shell:
+        "python -m workflow_scripts.fetch_model --model {params.model:q} --output {output:q}"
+        " > {log:q} 2>&1"
+
+
 rule train_qwen:
     """Fine-tune Qwen3 on all envs (one process per GPU); resumes from its checkpoints."""
     input:
         datasets=expand("results/datasets/{env}.h5", env=ENVS),
         budgets="results/models/qwen/budgets.json",
+        base=qwen_base_model,
     output:
         directory("results/models/qwen/final"),
     log:
@@ -79,7 +103,8 @@ rule train_qwen:
         checkpoint_dir="results/models/qwen/checkpoints",
         tensorboard_dir="logs/qwen/tensorboard",
     shell:
-        "python -m workflow_scripts.launch --cpu-processes {params.cpu_processes}"
+        # Offline: the weights are a local folder; every rank fetching them would not be.
+        "HF_HUB_OFFLINE=1 python -m workflow_scripts.launch --cpu-processes {params.cpu_processes}"
         " --threads {threads} workflow_scripts.train_qwen"
         " --datasets {input.datasets:q} --budgets {input.budgets:q} {params.flags}"
         " --checkpoint-dir {params.checkpoint_dir:q}"

@@ -68,6 +68,33 @@ def test_rule_flags_reach_the_trainer_unchanged(sections, which):
         flags
         + ["--datasets", "a.h5", "--budgets", "b.json", "--output", "o", "--checkpoint-dir", "c"],
     )
-    for key in CONFIG_FLAG_KEYS + ("model_name_or_path", "random_init", "tokenizer"):
+    for key in CONFIG_FLAG_KEYS + ("random_init", "tokenizer"):
         assert getattr(config, key) == section[key], key
     assert config.gradient_checkpointing is section["gradient_checkpointing"]
+    # A hub id reaches the trainer as the folder fetch_qwen downloads it to.
+    expected_source = "results/models/qwen/base" if section["model_name_or_path"] else None
+    assert config.model_name_or_path == (None if section["random_init"] else expected_source)
+
+
+@pytest.mark.parametrize(
+    "source, hub_id",
+    [("Qwen/Qwen3-1.7B", "Qwen/Qwen3-1.7B"), ("/models/qwen3", None), ("./qwen3", None)],
+)
+def test_a_hub_id_is_fetched_and_a_path_is_not(sections, source, hub_id):
+    from workflow_scripts.qwen.settings import hub_model_id
+
+    assert hub_model_id({**sections[0], "model_name_or_path": source}) == hub_id
+    assert hub_model_id(sections[1]) is None  # the demo's random_init
+
+
+def test_a_local_model_path_without_a_model_is_named_at_parse(sections, tmp_path):
+    from workflow_scripts.qwen.settings import cross_key_problems, flags_from_config
+
+    missing = {**sections[0], "model_name_or_path": str(tmp_path / "qwen3")}
+    assert any("qwen.model_name_or_path: " in line for line in cross_key_problems(missing))
+    (tmp_path / "qwen3").mkdir()
+    (tmp_path / "qwen3" / "config.json").write_text("{}")
+    assert cross_key_problems(missing) == []
+    assert f"--model-name-or-path {tmp_path / 'qwen3'}" in flags_from_config(missing)
+    # A hub id is trained from the folder fetch_qwen downloads it to.
+    assert "--model-name-or-path results/models/qwen/base" in flags_from_config(sections[0])

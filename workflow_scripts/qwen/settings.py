@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
 from typing import Any
 
 from workflow_scripts.optimisation import optimisation_problems
@@ -39,12 +40,36 @@ CONFIG_FLAG_KEYS = (
 )
 
 
+# Where the fetch_qwen rule puts a hub model's weights for the offline training job.
+BASE_MODEL_FOLDER = "results/models/qwen/base"
+LOCAL_PATH_PREFIXES = ("/", ".", "~")
+
+
+def hub_model_id(section: dict[str, Any]) -> str | None:
+    """The hub id the workflow fetches before training, or None (random_init, a local folder).
+
+    ``model_name_or_path`` is a local folder when it exists or starts like a path (``/``,
+    ``.``, ``~``); otherwise it is a hub id such as ``Qwen/Qwen3-1.7B``.
+    """
+    source = section["model_name_or_path"]
+    if section["random_init"] is not None or source is None:
+        return None
+    if source.startswith(LOCAL_PATH_PREFIXES) or Path(source).expanduser().exists():
+        return None
+    return source
+
+
 def flags_from_config(section: dict[str, Any]) -> str:
-    """The config's ``qwen`` section as train_qwen's flags, shell-quoted (used by rules/qwen.smk)."""
+    """The config's ``qwen`` section as train_qwen's flags, shell-quoted (used by rules/qwen.smk).
+
+    A hub model is trained from the folder the fetch_qwen rule downloads it to.
+    """
     if section["random_init"] is not None:
         flags = ["--random-init", json.dumps(section["random_init"], sort_keys=True)]
+    elif hub_model_id(section):
+        flags = ["--model-name-or-path", BASE_MODEL_FOLDER]
     else:
-        flags = ["--model-name-or-path", section["model_name_or_path"]]
+        flags = ["--model-name-or-path", str(Path(section["model_name_or_path"]).expanduser())]
     if section["tokenizer"]:
         flags += ["--tokenizer", section["tokenizer"]]
     for key in CONFIG_FLAG_KEYS:
@@ -67,6 +92,14 @@ def cross_key_problems(section: dict[str, Any]) -> list[str]:
             f"qwen.micro_batch_size {section['micro_batch_size']}"
         )
     problems += optimisation_problems(section, "qwen.")
+    source = section["model_name_or_path"]
+    local = section["random_init"] is None and source and hub_model_id(section) is None
+    if local and not (Path(source).expanduser() / "config.json").is_file():
+        problems.append(
+            f"qwen.model_name_or_path: {source} is a local path but no model folder (no "
+            "config.json there); give a folder with the weights, or a hub id such as "
+            "Qwen/Qwen3-1.7B, which the fetch_qwen rule downloads"
+        )
     return problems
 
 
