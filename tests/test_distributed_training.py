@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -173,13 +174,18 @@ def qwen_command(inputs, folder: Path, processes: int, **changes) -> list[str]:
     ]  # fmt: skip
 
 
-def test_qwen_in_two_processes_matches_one_process_on_the_same_global_batch(qwen_inputs, tmp_path):
+@pytest.mark.parametrize("parallelism", ["fsdp", "ddp"])
+def test_qwen_in_two_processes_matches_one_process_on_the_same_global_batch(
+    qwen_inputs, tmp_path, parallelism
+):
     losses = {}
     for processes in (1, 2):
         folder = tmp_path / f"qwen{processes}"
-        # Global batch 8: 4 accumulation passes in 1 process, 2 per process in 2 (so
-        # FSDP2's skipped gradient sync on all but the last pass runs too).
-        command = qwen_command(qwen_inputs, folder, processes, global_batch_size=8)
+        # Global batch 8: 4 accumulation passes in 1 process, 2 per process in 2 (so the
+        # skipped gradient sync on all but the last pass runs too: FSDP2's and DDP's).
+        command = qwen_command(
+            qwen_inputs, folder, processes, global_batch_size=8, parallelism=parallelism
+        )
         result = run(command, timeout=400)
         assert result.returncode == 0, result.stderr
         summary = json.loads((folder / "final" / "training.json").read_text())
@@ -200,5 +206,15 @@ def test_qwen_fsdp2_in_two_processes_resumes_to_the_uninterrupted_weights(qwen_i
     second = run(qwen_command(qwen_inputs, tmp_path / "b", 2, max_steps=4, checkpoint_every=2))
     assert second.returncode == 0 and "resumed from" in second.stdout, second.stderr
     reference, final = weights(tmp_path / "a" / "final"), weights(tmp_path / "b" / "final")
+    for name in reference:
+        torch.testing.assert_close(final[name], reference[name], rtol=1e-5, atol=1e-6)
+    # The full-state checkpoint is not tied to a process count: 1 process resumes it too,
+    # with the same global batch (now 2 accumulation passes), to the same weights.
+    (tmp_path / "c").mkdir()
+    shutil.copytree(tmp_path / "b" / "checkpoints" / "step_00000002",
+                    tmp_path / "c" / "checkpoints" / "step_00000002")  # fmt: skip
+    alone = run(qwen_command(qwen_inputs, tmp_path / "c", 1, max_steps=4, checkpoint_every=2))
+    assert alone.returncode == 0 and "(step 2)" in alone.stdout, alone.stderr
+    final = weights(tmp_path / "c" / "final")
     for name in reference:
         torch.testing.assert_close(final[name], reference[name], rtol=1e-5, atol=1e-6)
