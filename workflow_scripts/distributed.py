@@ -17,7 +17,7 @@ import torch.distributed as dist
 
 # How long a rank waits in a collective before it gives up. NCCL's default is 10 minutes,
 # shorter than what one rank may do alone while the others wait at the next collective:
-# gather and write a ~20 GB fp32 Qwen checkpoint, or scan its share of 10M-row datasets.
+# write its shards of a ~20 GB fp32 Qwen checkpoint, or scan its share of 10M-row datasets.
 PROCESS_GROUP_TIMEOUT = timedelta(minutes=60)
 
 

@@ -305,8 +305,8 @@ class CheckpointStore:
     """A run's checkpoint folder: ``step_XXXXXXXX/`` per checkpoint, newest ``keep`` kept.
 
     The trainer supplies what goes into a checkpoint as two functions, both called on
-    every rank (gathering a sharded state is collective): ``save(folder)``, where
-    ``folder`` is the partial folder on rank 0 and None elsewhere, and ``load(folder)``.
+    every rank (writing or gathering a sharded state is collective): ``save(folder)``
+    with the partial folder, and ``load(folder)``.
     """
 
     def __init__(self, directory: Path, keep: int, fingerprint: dict, ctx: DistributedContext):
@@ -321,20 +321,27 @@ class CheckpointStore:
         """Complete checkpoints (step, path), oldest first; partial ones have another name."""
         return list_checkpoints(self.directory)
 
-    def save(self, step: int, save: Callable[[Path | None], None]) -> Path:
-        """Write the checkpoint of ``step`` atomically (rank 0) and prune old ones."""
+    def save(self, step: int, save: Callable[[Path], None]) -> Path:
+        """Write the checkpoint of ``step`` atomically and prune old ones.
+
+        ``save(folder)`` runs on every rank with the same partial folder (rank 0 has made
+        it): a trainer writes from rank 0 alone, or from every rank (sharded files).
+        Rank 0 then marks it complete and renames it into place.
+        """
         ctx = self.ctx
         rng = [_rng_state(ctx)]
         if ctx.is_distributed:
             rng = [None] * ctx.world_size
             dist.all_gather_object(rng, _rng_state(ctx))
         final = self.directory / f"{CHECKPOINT_PREFIX}{step:08d}"
-        partial = None
+        # One name every rank can compute; only one run writes into a checkpoint folder.
+        partial = self.directory / f".{final.name}.partial"
         if ctx.is_main:
-            partial = self.directory / f".{final.name}.partial-{os.getpid()}"
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
+        ctx.barrier()
         save(partial)
+        ctx.barrier()
         if ctx.is_main:
             torch.save(rng, partial / RNG_FILE)
             state = {"step": step, "fingerprint": self.fingerprint}
@@ -594,7 +601,7 @@ class TrainingRun:
     settings: TrainingSettings
     ctx: DistributedContext
     checkpoints: CheckpointStore
-    save: Callable[[Path | None], None]
+    save: Callable[[Path], None]
     log: TrainingLog
     start_step: int = 0
     end_step: int = 0
@@ -608,7 +615,7 @@ class TrainingRun:
         settings: TrainingSettings,
         ctx: DistributedContext,
         fingerprint: dict,
-        save: Callable[[Path | None], None],
+        save: Callable[[Path], None],
         load: Callable[[Path], None],
     ) -> TrainingRun:
         """Resume from the newest checkpoint of this run, if any, and open the log."""

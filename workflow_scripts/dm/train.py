@@ -118,8 +118,8 @@ def _optimizer(model: DecisionModel, settings: TrainSettings, device: torch.devi
 def _checkpoint_io(model, optimizer, scheduler, ctx: DistributedContext):
     """The DM's part of a checkpoint: weights as safetensors, optimizer and schedule."""
 
-    def save(folder: Path | None) -> None:
-        if folder is not None:
+    def save(folder: Path) -> None:
+        if ctx.is_main:
             model.save_pretrained(folder)
             state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
             torch.save(state, folder / "optimizer.pt")

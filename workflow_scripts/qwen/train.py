@@ -22,13 +22,13 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -144,36 +144,45 @@ def _gradient_sync(trained: torch.nn.Module, enabled: bool) -> contextlib.Abstra
 
 
 def _checkpoint_io(owner, optimizer, scheduler, ctx: DistributedContext):
-    """Qwen's part of a checkpoint: the full (gathered) model and optimizer state, schedule."""
+    """Qwen's part of a checkpoint: model and optimizer state as a distributed checkpoint.
 
-    def save(folder: Path | None) -> None:
-        # Collective: every rank takes part in gathering the sharded state to rank 0.
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        model_state = get_model_state_dict(owner, options=options)
-        optimizer_state = get_optimizer_state_dict(owner, optimizer, options=options)
-        if folder is not None:
-            state = {
-                "model": model_state,
-                "optimizer": optimizer_state,
-                "scheduler": scheduler.state_dict(),
-            }
-            torch.save(state, folder / "state.pt")
+    Every rank writes its own shards (``torch.distributed.checkpoint``), so no rank gathers
+    the ~20 GB fp32 state while the others wait, and a checkpoint loads into any number of
+    processes (resharded on load). The schedule is a small file from rank 0.
+    """
+    import torch.distributed.checkpoint as dcp
+
+    def state() -> dict:
+        return {
+            "model": get_model_state_dict(owner),
+            "optimizer": get_optimizer_state_dict(owner, optimizer),
+        }
+
+    def save(folder: Path) -> None:
+        with _single_process_quiet(ctx):
+            dcp.save(state(), checkpoint_id=folder / "state", no_dist=not ctx.is_distributed)
+        if ctx.is_main:
+            torch.save(scheduler.state_dict(), folder / "scheduler.pt")
 
     def load(folder: Path) -> None:
-        broadcast = ctx.is_distributed
-        if ctx.is_main or not broadcast:
-            state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
-        else:
-            state = {"model": {}, "optimizer": {}, "scheduler": None}
-        options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=broadcast)
-        set_model_state_dict(owner, state["model"], options=options)
-        set_optimizer_state_dict(owner, optimizer, state["optimizer"], options=options)
-        scheduler_state = [state["scheduler"]]
-        if broadcast:
-            dist.broadcast_object_list(scheduler_state, src=0)
-        scheduler.load_state_dict(scheduler_state[0])
+        loaded = state()
+        with _single_process_quiet(ctx):
+            dcp.load(loaded, checkpoint_id=folder / "state", no_dist=not ctx.is_distributed)
+        set_model_state_dict(owner, loaded["model"])
+        set_optimizer_state_dict(owner, optimizer, loaded["optimizer"])
+        scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
 
     return save, load
+
+
+@contextlib.contextmanager
+def _single_process_quiet(ctx: DistributedContext):
+    """Without a process group DCP warns at every save and load that it assumes one
+    process, which is what ``no_dist`` already says; keep the log to what matters."""
+    with warnings.catch_warnings():
+        if not ctx.is_distributed:
+            warnings.filterwarnings("ignore", "torch.distributed is disabled", UserWarning)
+        yield
 
 
 def run_definition(settings: TrainSettings, tokenizer_sha256: str, budgets: dict[str, int]) -> dict:
