@@ -79,6 +79,9 @@ def test_dm_in_two_processes_trains_and_only_rank_0_writes(uninterrupted):
     assert [line.split(" |")[0] for line in log.splitlines() if line.startswith("step ")] == [
         "step 4/12", "step 8/12", "step 12/12",
     ]  # fmt: skip
+    losses = [float(line.split("loss ")[1].split()[0]) for line in log.splitlines()
+              if line.startswith("step ")]  # fmt: skip
+    assert losses[-1] < losses[0]  # it learns
     assert log.count("[train_dm] checkpoint ") == 3
     assert [step for step, _ in list_checkpoints(folder / "checkpoints")] == [8, 12]
     summary = json.loads((folder / "final" / "training.json").read_text())
