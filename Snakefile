@@ -37,5 +37,6 @@ rule all:
         "results/table.csv",
         "results/table.md",
         "results/comparison.md",
+        "results/scores.json",
         "results/plots/normalized_scores.png",
         "results/plots/expert_curves.png",

@@ -97,6 +97,33 @@ rule plots:
         " --scores-png {output.scores:q} --curves-png {output.curves:q} > {log:q} 2>&1"
 
 
+rule reference_scores:
+    """Per env, the random and expert scores every normalized score is measured against,
+    with the file each came from (results/scores.json)."""
+    input:
+        baselines=expand("results/baselines/{env}.json", env=ENVS),
+        datasets=expand("results/datasets/{env}.h5", env=ENVS),
+        experts=expand(ExpertFiles.of("{env}").summary, env=ENVS),
+    output:
+        "results/scores.json",
+    log:
+        "logs/reference_scores.log",
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        # The stage's code and the package modules it imports: editing them reruns it.
+        code=code_sha256("workflow_scripts.reference_scores"),
+        envs=ENVS,
+    shell:
+        "python -m workflow_scripts.reference_scores --envs {params.envs:q}"
+        " --baselines {input.baselines:q} --datasets {input.datasets:q}"
+        " --experts {input.experts:q} --output {output:q} > {log:q} 2>&1"
+
+
 rule compare:
     """Per env: the expert against its published references, and each model's score with its
     95% confidence interval beside the paper's (results/comparison.md)."""

@@ -37,14 +37,19 @@ def write_baseline(path: Path, env_id: str, mean_return: float, max_episode_step
 def write_expert_summary(
     path: Path, env_id: str, deterministic_return: float, status: str = "pass"
 ):
-    """An ``expert.json`` with the keys the aggregate and compare stages read."""
+    """An ``expert.json`` with the keys the aggregate, compare and reference_scores stages read."""
     path.parent.mkdir(parents=True, exist_ok=True)
     messages = [] if status == "pass" else [f"{env_id}: the expert's return is below a reference"]
     summary = {
         "env_id": env_id,
         "algo": "ppo",
         "n_timesteps": 1000,
-        "deterministic_check": {"mean_return": deterministic_return},
+        "deterministic_check": {
+            "mean_return": deterministic_return,
+            "std_return": 0.0,
+            "n_episodes": 20,
+            "seed": 10000,
+        },
         "quality": {"status": status, "messages": messages},
     }
     path.write_text(json.dumps(summary))

@@ -61,7 +61,9 @@ def finished_demo(repo_root, tmp_path_factory):
     for index, path in enumerate(planned_outputs(plan.stdout)):
         target = workdir / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        if path.startswith(("results/table", "results/plots", "results/comparison")):
+        if path.startswith(
+            ("results/table", "results/plots", "results/comparison", "results/scores")
+        ):
             continue
         kind, rest = re.fullmatch(r"results/(\w+)/(.+)", path).groups()
         if kind == "models" and rest.endswith("final"):
@@ -96,7 +98,9 @@ def finished_demo(repo_root, tmp_path_factory):
 def test_table_plots_and_report_over_demo_results(finished_demo):
     workdir, demo, envs, models, seeds = finished_demo
     plan = snakemake(workdir, "-n", "all", *demo)
-    assert job_counts(plan.stdout) == {"aggregate": 1, "compare": 1, "plots": 1, "all": 1}
+    assert job_counts(plan.stdout) == {
+        "aggregate": 1, "compare": 1, "reference_scores": 1, "plots": 1, "all": 1,
+    }  # fmt: skip
 
     run = snakemake(workdir, "--cores", "1", "all", *demo)
     assert run.returncode == 0, run.stdout + run.stderr
