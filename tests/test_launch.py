@@ -68,9 +68,11 @@ def test_cpu_processes_run_under_this_interpreters_torchrun_with_threads_split()
         "-m", MODULE, *MODULE_ARGS, "--threads", "3",
     ]  # fmt: skip
     assert reason == "CPU, 2 processes (gloo), 3 thread(s) each"
-    # GPUs win over CPU processes: one process per GPU, the threads split between them.
+    # GPUs win over CPU processes: one process per GPU, each with the job's per-process
+    # threads (profiles/slurm: set-threads = cpus_per_task / gpu), as before the launcher
+    # learnt CPU processes.
     command, _ = launch.build_command(MODULE, [], 4, 4, cpu_processes=2, threads=8)
-    assert "--nproc_per_node=4" in command and command[-2:] == ["--threads", "2"]
+    assert "--nproc_per_node=4" in command and command[-2:] == ["--threads", "8"]
 
 
 def test_no_gpu_anywhere_runs_one_cpu_process():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -78,8 +79,6 @@ def fetch_model(repo_id: str, output: Path, revision: str | None = None) -> Path
     }
     (partial / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
     if output.exists():
-        import shutil
-
         shutil.rmtree(output)
     os.replace(partial, output)
     return output

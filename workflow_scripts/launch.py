@@ -65,14 +65,16 @@ def build_command(
 ) -> tuple[list[str], str]:
     """The command to run and a one-line explanation for the log.
 
-    ``threads`` (0: leave torch's default) is the job's CPU threads: each of several CPU
-    processes gets ``threads // cpu_processes``, passed to the module as ``--threads``.
+    ``threads`` (0: leave torch's default) reaches the module as ``--threads``. For GPU
+    processes it is each process's threads (the SLURM profile's ``set-threads`` is
+    ``cpus_per_task / gpu``); several CPU processes share the job's ``threads`` cores,
+    ``threads // cpu_processes`` each.
     """
     if visible_gpus >= 1:
         n_processes = min(allocated_gpus, visible_gpus) if allocated_gpus else visible_gpus
         reason = f"{n_processes} GPU process(es): allocation has {allocated_gpus}, CUDA sees {visible_gpus}"
         command = [*torchrun(n_processes), "-m", module]
-        return command + module_args + _threads_flag(threads, n_processes), reason
+        return command + module_args + _threads_flag(threads, 1), reason
     if allocated_gpus and not allow_cpu:
         raise LaunchError(
             f"the allocation has {allocated_gpus} GPU(s) but CUDA sees none (a CPU build of "

@@ -334,8 +334,7 @@ class CheckpointStore:
             rng = [None] * ctx.world_size
             dist.all_gather_object(rng, _rng_state(ctx))
         final = self.directory / f"{CHECKPOINT_PREFIX}{step:08d}"
-        # One name every rank can compute; only one run writes into a checkpoint folder.
-        partial = self.directory / f".{final.name}.partial"
+        partial = partial_folder(final)
         if ctx.is_main:
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
@@ -738,6 +737,16 @@ def dataset_fingerprint(info: DatasetInfo) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- model folder
+def partial_folder(final: Path) -> Path:
+    """Where ``final`` is written before it is renamed into place: a hidden sibling.
+
+    One name every rank can compute (sharded checkpoints are written by all of them); a
+    leftover of a killed attempt is removed before the next write. Only one run writes
+    into a checkpoint or model folder at a time (Snakemake's lock).
+    """
+    return final.with_name(f".{final.name}.partial")
+
+
 def write_model_folder(
     output: Path, write: Callable[[Path], None], summary: dict[str, Any], card: str
 ) -> None:
@@ -747,7 +756,7 @@ def write_model_folder(
     ``training.json`` (provenance) and ``README.md`` (the model card) are added here.
     """
     output = Path(output)
-    partial = output.with_name(f".{output.name}.partial-{os.getpid()}")
+    partial = partial_folder(output)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     write(partial)

@@ -189,8 +189,7 @@ def finish(run: subprocess.Popen, timeout: float = 600) -> int:
 
 # --------------------------------------------------------------------------- outputs
 def looks_partial(path: Path) -> bool:
-    """Names stages give unfinished work: hidden and ending in ``.partial`` (or
-    ``.partial-<pid>`` for folders)."""
+    """Names stages give unfinished work: hidden, with ``.partial`` in the name."""
     return path.name.startswith(".") and ".partial" in path.name
 
 

@@ -196,7 +196,7 @@ def run_definition(settings: TrainSettings, tokenizer_sha256: str, budgets: dict
 # --- final model folder ------------------------------------------------------------------
 
 
-def _model_folder_writer(owner, tokenizer, settings, budgets, dataset, ctx):
+def _model_folder_writer(owner, tokenizer, envs_document: dict, ctx: DistributedContext):
     """``write(folder)`` for :func:`write_model_folder`; gathering the weights is collective."""
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     model_state = get_model_state_dict(owner, options=options)
@@ -214,9 +214,7 @@ def _model_folder_writer(owner, tokenizer, settings, budgets, dataset, ctx):
         fresh.to(ctx.autocast_dtype or torch.float32)
         fresh.save_pretrained(folder, safe_serialization=True)
         tokenizer.save_pretrained(folder)
-        (folder / ENVS_FILE).write_text(
-            json.dumps(envs_file(settings, budgets, dataset), indent=2) + "\n"
-        )
+        (folder / ENVS_FILE).write_text(json.dumps(envs_document, indent=2) + "\n")
 
     return write
 
@@ -314,7 +312,8 @@ def _train(settings: TrainSettings, ctx: DistributedContext) -> Path | None:
         fused=ctx.device.type == "cuda",
     )
     scheduler = warmup_cosine(optimizer, settings)
-    fingerprint = run_definition(settings, tokenizer_fingerprint(tokenizer), run_budgets)
+    # _window_dataset checked that the budgets were measured with this tokenizer.
+    fingerprint = run_definition(settings, budgets["tokenizer_sha256"], run_budgets)
     save, load = _checkpoint_io(owner, optimizer, scheduler, ctx)
     run = TrainingRun.start(NAME, settings, ctx, fingerprint, save, load)
     run.log.info(
@@ -349,7 +348,8 @@ def _train(settings: TrainSettings, ctx: DistributedContext) -> Path | None:
 
     if not run.complete:
         return None
-    write = _model_folder_writer(owner, tokenizer, settings, budgets, dataset, ctx)
+    envs_document = envs_file(settings, budgets, dataset)
+    write = _model_folder_writer(owner, tokenizer, envs_document, ctx)
     if ctx.is_main:
         summary = run.summary(infos, fingerprint) | {
             "display_name": settings.display_name,
@@ -360,7 +360,7 @@ def _train(settings: TrainSettings, ctx: DistributedContext) -> Path | None:
             "trimmed_windows_this_attempt": n_trimmed_windows,
             "losses_this_attempt": losses,
         }
-        envs = envs_file(settings, budgets, dataset)["envs"]
+        envs = envs_document["envs"]
         write_model_folder(settings.output, write, summary, _model_card(settings, summary, envs))
         run.log.info(f"wrote {settings.output}")
     ctx.barrier()
