@@ -2,17 +2,26 @@
 
 The paper's protocol: each evaluation is one rollout with its own env seed, the model
 taking its most probable action (argmax / greedy), under the same episode cap as the
-random baseline. An output that is not an action of the env (the policy raises
-:class:`PolicyFailure`, or returns NaN / out-of-bounds / wrong-shape values) ends the
-rollout; the episode is recorded with the reason and raw output and scored 0%
-normalized, as the paper scored Qwen on Humanoid. Any other exception is a bug and
-propagates.
+random baseline.
+
+The failure rule (the paper scores 0% only when the model "returned a non-valid JSON"):
+an output that is not an action at all ends the rollout, which is recorded with the
+reason and raw output and scored 0% normalized, as the paper scored Qwen on Humanoid.
+Not an action: the policy raises :class:`PolicyFailure` (Qwen's parser: text that is not
+JSON, a wrong key, a wrong number of values, a non-number), or returns a wrong shape, a
+non-integer or out-of-range Discrete value, or a NaN/infinite Box value. A finite Box
+value beyond the bounds is a number the env can take once clipped: under
+``out_of_bounds="clip"`` (the default) it is clipped to the bounds (what gymnasium's
+``ClipAction`` wrapper does) and the step is counted in ``n_clipped_actions``; under ``"fail"`` (the
+strict rule) it ends the rollout like an invalid output. :func:`check_action` is the one
+place that decides, for every model. Any other exception is a bug and propagates.
 
 CLI (one seed per process, so a cluster runs seeds and envs as separate jobs)::
 
     python -m workflow_scripts.evaluate --model dm --model-dir results/models/dm/final \\
         --env CartPole-v1 --seed 3 --baseline results/baselines/CartPole-v1.json \\
-        --dataset results/datasets/CartPole-v1.h5 --output results/eval/dm/CartPole-v1/seed3.json
+        --dataset results/datasets/CartPole-v1.h5 --output results/eval/dm/CartPole-v1/seed3.json \\
+        --out-of-bounds clip
 """
 
 from __future__ import annotations
@@ -43,9 +52,19 @@ from workflow_scripts.provenance import (
 from workflow_scripts.scores import normalized_score
 
 # Box actions this close to a bound (relative to the bound's size, at least absolute) are
-# float rounding of a bound value (e.g. a bin centre rescaled to [low, high]), clipped
-# rather than failed. Anything further out is an invalid action.
+# float rounding of a bound value (e.g. a bin centre rescaled to [low, high]): clipped
+# under either rule and not counted as clipped. Anything further out is out of bounds.
 BOUND_TOLERANCE = 1e-6
+# What happens to a finite Box value beyond the bounds: clipped (the default, the paper's
+# rule) or a failed rollout (the strict rule).
+OUT_OF_BOUNDS_RULES = ("clip", "fail")
+
+
+def _require_rule(out_of_bounds: str) -> None:
+    if out_of_bounds not in OUT_OF_BOUNDS_RULES:
+        raise ValueError(
+            f"out_of_bounds must be one of {', '.join(OUT_OF_BOUNDS_RULES)}, got {out_of_bounds!r}"
+        )
 
 
 @dataclass
@@ -58,14 +77,23 @@ class EpisodeResult:
     truncated: bool
     # None for a complete episode; otherwise reason, raw_output, step, source.
     failure: dict[str, Any] | None
+    # Steps whose Box action lay beyond the bounds and was clipped (0 for Discrete).
+    n_clipped_actions: int = 0
 
 
-def check_action(action: Any, action_space: spaces.Space) -> int | np.ndarray:
-    """Return ``action`` in the form the env takes, or raise :class:`PolicyFailure`.
+def check_action(
+    action: Any, action_space: spaces.Space, out_of_bounds: str = "clip"
+) -> tuple[int | np.ndarray, bool]:
+    """``(action in the form the env takes, whether it was clipped)``, or raise
+    :class:`PolicyFailure` for something that is not an action of ``action_space``.
 
-    Discrete: an integer in the space. Box: finite values of the space's shape within its
-    bounds (up to :data:`BOUND_TOLERANCE`, clipped), cast to the space's dtype.
+    Discrete: one integer in the space, else a failure (never clipped). Box: finite values
+    of the space's shape, cast to the space's dtype; NaN/inf or a wrong shape fail. A
+    value beyond a bound by more than :data:`BOUND_TOLERANCE` is clipped and reported
+    (``out_of_bounds="clip"``) or fails (``"fail"``); within the tolerance it is float
+    rounding of the bound and clipped silently under both rules.
     """
+    _require_rule(out_of_bounds)
     raw = repr(action)
     if isinstance(action_space, spaces.Discrete):
         value = np.asarray(action)
@@ -76,11 +104,11 @@ def check_action(action: Any, action_space: spaces.Space) -> int | np.ndarray:
         value = int(value.reshape(()))
         if not action_space.start <= value < action_space.start + action_space.n:
             raise PolicyFailure(f"action {value} is outside {action_space}", raw_output=raw)
-        return value
+        return value, False
     if isinstance(action_space, spaces.Box):
         try:
             values = np.asarray(action, dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise PolicyFailure(f"action {raw} is not numeric", raw_output=raw) from None
         if values.shape != action_space.shape:
             raise PolicyFailure(
@@ -91,46 +119,55 @@ def check_action(action: Any, action_space: spaces.Space) -> int | np.ndarray:
         low = np.asarray(action_space.low, dtype=np.float64)
         high = np.asarray(action_space.high, dtype=np.float64)
         tolerance = BOUND_TOLERANCE * np.maximum(1.0, np.maximum(np.abs(low), np.abs(high)))
-        if np.any(values < low - tolerance) or np.any(values > high + tolerance):
+        beyond = bool(np.any(values < low - tolerance) or np.any(values > high + tolerance))
+        if beyond and out_of_bounds == "fail":
             raise PolicyFailure(
                 f"action {raw} is outside the bounds [{action_space.low}, {action_space.high}]",
                 raw_output=raw,
             )
-        return np.clip(values, low, high).astype(action_space.dtype)
+        return np.clip(values, low, high).astype(action_space.dtype), beyond
     raise ValueError(f"unsupported action space {action_space!r}")
 
 
-def run_episode(policy: Policy, env: gym.Env, seed: int) -> EpisodeResult:
+def run_episode(
+    policy: Policy, env: gym.Env, seed: int, out_of_bounds: str = "clip"
+) -> EpisodeResult:
     """Roll out ``policy`` for one episode of ``env`` reset with ``seed``.
 
     The policy sees the previous step's reward and termination (None on the first step).
-    An invalid action ends the episode with ``failure`` set; the return so far is kept
-    for the record, but the episode counts as 0% normalized.
+    Each action goes through :func:`check_action` with ``out_of_bounds`` ("clip" or
+    "fail"); clipped steps are counted. An invalid action ends the episode with
+    ``failure`` set; the return so far is kept for the record, but the episode counts as
+    0% normalized.
     """
+    _require_rule(out_of_bounds)  # before the episode, not at its first clip
     policy.reset()
     observation, _ = env.reset(seed=seed)
     prev_reward: float | None = None
     prev_term: bool | None = None
-    episode_return, length = 0.0, 0
+    episode_return, length, n_clipped = 0.0, 0, 0
     while True:
         try:
             raw_action = policy.act(observation, prev_reward, prev_term)
         except PolicyFailure as failure:
-            return _failed_episode(episode_return, length, failure, source="policy")
+            return _failed_episode(episode_return, length, n_clipped, failure, source="policy")
         try:
-            action = check_action(raw_action, env.action_space)
+            action, clipped = check_action(raw_action, env.action_space, out_of_bounds)
         except PolicyFailure as failure:
-            return _failed_episode(episode_return, length, failure, source="harness")
+            return _failed_episode(episode_return, length, n_clipped, failure, source="harness")
+        n_clipped += clipped
         observation, reward, terminated, truncated, _ = env.step(action)
         episode_return += float(reward)
         length += 1
         if terminated or truncated:
-            return EpisodeResult(episode_return, length, bool(terminated), bool(truncated), None)
+            return EpisodeResult(
+                episode_return, length, bool(terminated), bool(truncated), None, n_clipped
+            )
         prev_reward, prev_term = float(reward), bool(terminated)
 
 
 def _failed_episode(
-    episode_return: float, length: int, failure: PolicyFailure, source: str
+    episode_return: float, length: int, n_clipped: int, failure: PolicyFailure, source: str
 ) -> EpisodeResult:
     # source: "policy" (the model's own parser refused its output) or "harness" (the
     # returned action is not in the env's action space).
@@ -145,6 +182,7 @@ def _failed_episode(
             "step": length,
             "source": source,
         },
+        n_clipped_actions=n_clipped,
     )
 
 
@@ -155,14 +193,17 @@ def evaluate_policy(
     random_score: float,
     expert_score: float,
     max_episode_steps: int | None = None,
+    out_of_bounds: str = "clip",
 ) -> dict[str, Any]:
     """One evaluation episode of any :class:`Policy`, scored against random and expert.
 
     Returns the per-seed record (without provenance): return, length, normalized score
-    (0 for a failed rollout), failure, and the scale used. The env is built with the
-    benchmark's episode cap; an env that would have no cap is refused (an episode could
-    otherwise never end).
+    (0 for a failed rollout), failure, ``n_clipped_actions``, the ``out_of_bounds`` rule
+    applied ("clip" or "fail", see :func:`check_action`), and the scale used. The env is
+    built with the benchmark's episode cap; an env that would have no cap is refused (an
+    episode could otherwise never end).
     """
+    _require_rule(out_of_bounds)
     # Check the scale is defined before a possibly long episode (and even when the
     # episode fails, so a broken baseline is never hidden by a 0% score).
     normalized_score(random_score, random_score, expert_score)
@@ -174,7 +215,7 @@ def evaluate_policy(
                 f"{env_id} has no episode cap; set experts.{env_id}.max_episode_steps in the config"
             )
         start = time.perf_counter()
-        result = run_episode(policy, env, seed)
+        result = run_episode(policy, env, seed, out_of_bounds)
         episode_time = time.perf_counter() - start
     finally:
         env.close()
@@ -189,6 +230,7 @@ def evaluate_policy(
         "return": record.pop("episode_return"),
         **record,
         "normalized_score": score,
+        "out_of_bounds": out_of_bounds,
         "random_score": float(random_score),
         "expert_score": float(expert_score),
         "max_episode_steps": cap,
@@ -257,12 +299,15 @@ def evaluate_model_seed(
     max_episode_steps: int | None = None,
     device: str = "auto",
     policy_module: str | None = None,
+    out_of_bounds: str = "clip",
 ) -> dict[str, Any]:
     """Load ``model``'s policy for ``env_id``, run seed ``seed``, write the per-seed JSON.
 
-    The record carries provenance: the model folder's hash, the baseline file's hash, the
+    ``out_of_bounds`` is the rule for finite Box values beyond the bounds ("clip" or
+    "fail", see :func:`check_action`); it is checked before the model loads. The record carries provenance: the model folder's hash, the baseline file's hash, the
     dataset attributes' hash, package versions, device and wall time. Written atomically.
     """
+    _require_rule(out_of_bounds)
     start = time.perf_counter()
     baseline = read_baseline(baseline_path, env_id)
     dataset_info = read_info(dataset_path, env_id=env_id)
@@ -284,6 +329,7 @@ def evaluate_model_seed(
         random_score=float(baseline["mean_return"]),
         expert_score=dataset_info.expert_mean_return,
         max_episode_steps=max_episode_steps,
+        out_of_bounds=out_of_bounds,
     )
     record = {
         "model": model,
@@ -319,6 +365,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument(
+        "--out-of-bounds",
+        choices=OUT_OF_BOUNDS_RULES,
+        default="clip",
+        help="a finite Box action beyond the bounds: clip it and count it (the paper's rule, "
+        "default) or fail the rollout as an invalid output (strict)",
+    )
+    parser.add_argument(
         "--policy-module",
         default=None,
         help="module with load_policy(model_dir, env_id, device); "
@@ -343,8 +396,11 @@ def main(argv: list[str] | None = None) -> None:
         max_episode_steps=args.max_episode_steps,
         device=args.device,
         policy_module=args.policy_module,
+        out_of_bounds=args.out_of_bounds,
     )
     outcome = "failed: " + record["failure"]["reason"] if record["failure"] else "complete"
+    if record["n_clipped_actions"]:
+        outcome += f", {record['n_clipped_actions']} actions clipped to the bounds"
     print(
         f"{args.model} {args.env} seed {args.seed}: return {record['return']:.3f} "
         f"over {record['length']} steps ({outcome}), normalized {record['normalized_score']:.2f}%, "

@@ -8,6 +8,7 @@ import torch
 
 from tests.support.tiny_models import TINY_QWEN3
 from workflow_scripts.envs import make_env
+from workflow_scripts.evaluate import check_action
 from workflow_scripts.policy import PolicyFailure
 from workflow_scripts.qwen.chat_format import assistant_message, user_message
 from workflow_scripts.qwen.model import build_random_qwen3
@@ -22,7 +23,9 @@ def test_reloaded_model_drives_a_real_env_for_an_episode(trained, env_id):
     reward, terminated, outcome = None, None, None
     for step in range(1, 501):
         try:
-            action = policy.act(observation, reward, terminated)
+            # The parser returns the answer's values; the harness checks them against the
+            # space (a Discrete value out of range fails there), as in an evaluation.
+            action, _ = check_action(policy.act(observation, reward, terminated), env.action_space)
         except PolicyFailure as failure:
             # An untrained-looking answer is recorded, not a crash.
             outcome = ("failure", step, failure.reason, failure.raw_output)

@@ -39,7 +39,9 @@ SYSTEM_PROMPT_TEMPLATE = (
 
 
 class ActionParseError(ValueError):
-    """An assistant answer that is not ``{"action": a}`` with ``a`` in the action space."""
+    """An assistant answer that is not ``{"action": a}`` with ``a`` of the action space's
+    kind (an integer, or a list of the right number of finite numbers); whether ``a`` is
+    within the space is the evaluation harness's decision, not the parser's."""
 
 
 def format_number(value: float) -> str:
@@ -157,12 +159,18 @@ def window_messages(
 
 
 def parse_action(text: str, action_space: spaces.Space) -> int | np.ndarray:
-    """Read an assistant answer back into an action of ``action_space``.
+    """Read an assistant answer back into the values it holds, in ``action_space``'s shape.
 
-    Raises :class:`ActionParseError` saying why for anything that is not exactly
-    ``{"action": a}`` with ``a`` a valid action: an int in range for Discrete; a list of
-    the right number of finite numbers within the bounds for Box (checked in the space's
-    dtype, as the env receives it).
+    Parsing only: raises :class:`ActionParseError` saying why for anything that is not
+    exactly ``{"action": a}`` with ``a`` of the space's kind: an integer for Discrete
+    (``true``/``false`` refused); for Box, a list of the space's number of finite numbers
+    (a number too large for a float64, e.g. ``1e400``, is not finite). Whether the values
+    are in the space is not checked here: the evaluation harness
+    (:func:`workflow_scripts.evaluate.check_action`) decides that for every model, so a
+    Discrete value out of range comes back as it is (the harness fails it) and so does a
+    Box value beyond the bounds (the harness clips or fails it, by its rule). Box values
+    come back as float64, so that a large value is not turned into infinity by a cast to
+    the space's dtype before the harness sees it.
     """
     try:
         answer = json.loads(text)
@@ -174,11 +182,6 @@ def parse_action(text: str, action_space: spaces.Space) -> int | np.ndarray:
     if isinstance(action_space, spaces.Discrete):
         if not isinstance(value, int) or isinstance(value, bool):
             raise ActionParseError(f"action {value!r} is not an integer")
-        if not action_space.contains(value):
-            first = int(action_space.start)
-            raise ActionParseError(
-                f"action {value} is outside {first}..{first + int(action_space.n) - 1}"
-            )
         return value
     if isinstance(action_space, spaces.Box):
         n_values = int(np.prod(action_space.shape))
@@ -186,15 +189,15 @@ def parse_action(text: str, action_space: spaces.Space) -> int | np.ndarray:
             raise ActionParseError(f"action is not a list of {n_values} numbers")
         if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
             raise ActionParseError("action list holds something that is not a number")
-        if not all(math.isfinite(x) for x in value):
+        if not all(_is_finite_number(x) for x in value):
             raise ActionParseError("action holds a non-finite number")
-        action = np.asarray(value, dtype=action_space.dtype).reshape(action_space.shape)
-        outside = (action < action_space.low) | (action > action_space.high)
-        if outside.any():
-            index = int(np.flatnonzero(outside.reshape(-1))[0])
-            raise ActionParseError(
-                f"action value a{index}={value[index]} is outside "
-                f"[{action_space.low.reshape(-1)[index]}, {action_space.high.reshape(-1)[index]}]"
-            )
-        return action
+        return np.asarray(value, dtype=np.float64).reshape(action_space.shape)
     raise ValueError(f"unsupported action space {action_space!r}")
+
+
+def _is_finite_number(value: int | float) -> bool:
+    # JSON integers are unbounded in Python; one beyond float64's range is not finite.
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
