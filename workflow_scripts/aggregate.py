@@ -5,12 +5,26 @@ one for every configured model, env and seed, and writes
 
 - ``table.csv``: machine-readable, one row per env plus an ``Average`` row; per model
   ``{model}_mean``, ``{model}_std`` (sample std, ddof=1), ``{model}_n``,
-  ``{model}_n_failed``; Welch's ``p_value`` between the two models; ``bold`` (the key of
-  the significantly better model, empty if none); ``paper_{model}`` (the paper's value);
-  ``expert_quality`` (the expert quality gate's verdict, ``pass`` or ``below``, when the
-  experts' ``expert.json`` files are given).
+  ``{model}_n_failed``, ``{model}_ci_low`` / ``{model}_ci_high`` (95% percentile
+  bootstrap interval of the mean over seeds; on the Average row, of the mean over envs
+  by a stratified bootstrap), ``{model}_iqm`` / ``{model}_iqm_ci_low`` /
+  ``{model}_iqm_ci_high`` (Average row only: the interquartile mean of all envs'
+  per-seed scores with its stratified bootstrap interval, Agarwal et al. 2021; NaN on
+  env rows); Welch's ``p_value`` between the two models; ``bold`` (the key of the
+  significantly better model, empty if none); where both models ran the same seeds on
+  an env, ``paired_mean_difference`` (first model − second, in the table's column order:
+  Qwen − DM), ``paired_ci_low`` / ``paired_ci_high`` (its 95% bootstrap interval) and
+  ``paired_p_value`` (paired t-test), NaN otherwise and on the Average row;
+  ``paper_{model}`` (the paper's value); ``expert_quality`` (the expert quality gate's
+  verdict, ``pass`` or ``below``, when the experts' ``expert.json`` files are given).
+  Intervals come from :mod:`workflow_scripts.uncertainty`, seeded, so a rerun on the
+  same records writes the same table.
 - ``table.md``: the same laid out as the paper's table, with our models named by their
-  display names and the paper's numbers in extra columns.
+  display names and the paper's numbers in extra columns; a note under it gives each
+  model's IQM and its interval.
+
+The paper's rule decides ``bold``: Welch's t-test over the two models' per-seed values,
+p < 0.05. The intervals and the paired test stand beside it, they do not change it.
 
 The ``Average`` row is the mean of the per-env means (``n`` = number of envs); it gets
 no t-test, as in the paper. The paper's average is recomputed over the same envs, so a
@@ -40,12 +54,24 @@ import pandas as pd
 
 from workflow_scripts.provenance import atomic_path
 from workflow_scripts.scores import SIGNIFICANCE_LEVEL, Comparison, compare
+from workflow_scripts.uncertainty import (
+    CONFIDENCE,
+    bootstrap_ci,
+    iqm,
+    paired_comparison,
+    stratified_bootstrap_ci,
+)
 
 PAPER_RESULTS = Path(__file__).parent / "data" / "paper_results.csv"
 # Our model keys → (column in paper_results.csv, the name the paper printed). The paper's
 # table lists Qwen first; our columns follow the same order.
 PAPER_MODELS = {"qwen": ("qwen_1_7b_pct", "Qwen-1.7B"), "dm": ("dm_0_012b_pct", "DM-0.012B")}
 AVERAGE_ROW = "Average"
+# Per-model columns of table.csv, in order, after env_id.
+MODEL_STATS = (
+    "mean", "std", "n", "n_failed", "ci_low", "ci_high", "iqm", "iqm_ci_low", "iqm_ci_high",
+)  # fmt: skip
+PAIRED_COLUMNS = ("paired_mean_difference", "paired_ci_low", "paired_ci_high", "paired_p_value")
 
 
 @dataclass
@@ -146,27 +172,76 @@ def build_table(
             row[f"{model}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
             row[f"{model}_n"] = len(values)
             row[f"{model}_n_failed"] = len(scores[model, env_id].failures)
+            row[f"{model}_ci_low"], row[f"{model}_ci_high"] = bootstrap_ci(values, CONFIDENCE)
+            row |= dict.fromkeys(
+                (f"{model}_iqm", f"{model}_iqm_ci_low", f"{model}_iqm_ci_high"), math.nan
+            )
         row["p_value"], row["bold"] = math.nan, ""
         comparison = compare_models(scores, models, env_id)
         if comparison is not None:
             row["p_value"], row["bold"] = comparison.p_value, comparison.better or ""
+        row |= paired_columns(scores, models, env_id)
         for model in models:
             row[f"paper_{model}"] = _paper_value(paper, env_id, model)
         rows.append(row)
     table = pd.DataFrame(rows)
     average: dict[str, Any] = {"env_id": AVERAGE_ROW, "p_value": math.nan, "bold": ""}
+    average |= dict.fromkeys(PAIRED_COLUMNS, math.nan)
     for model in models:
         average[f"{model}_mean"] = float(table[f"{model}_mean"].mean())
         average[f"{model}_std"] = math.nan
         average[f"{model}_n"] = len(envs)
         average[f"{model}_n_failed"] = int(table[f"{model}_n_failed"].sum())
+        average |= average_intervals(scores, model, envs)
         # Mean of the paper's values over the envs of this table that the paper has.
         average[f"paper_{model}"] = float(table[f"paper_{model}"].mean())
     table = pd.concat([table, pd.DataFrame([average])], ignore_index=True)
     columns = ["env_id"]
-    columns += [f"{model}_{stat}" for model in models for stat in ("mean", "std", "n", "n_failed")]
-    columns += ["p_value", "bold"] + [f"paper_{model}" for model in models]
+    columns += [f"{model}_{stat}" for model in models for stat in MODEL_STATS]
+    columns += ["p_value", "bold", *PAIRED_COLUMNS] + [f"paper_{model}" for model in models]
     return table[columns]
+
+
+def average_intervals(
+    scores: dict[tuple[str, str], SeedScores], model: str, envs: Sequence[str]
+) -> dict[str, float]:
+    """The Average row's intervals of ``model``: the mean over envs and the IQM of all
+    envs' per-seed scores, each with its stratified bootstrap interval (seeds resampled
+    within each env).
+
+    The pooled mean equals the Average's mean of per-env means when every env has the
+    same number of seeds, which :func:`load_scores` guarantees.
+    """
+    per_env = [np.asarray(scores[model, env_id].scores) for env_id in envs]
+    _, mean_low, mean_high = stratified_bootstrap_ci(per_env, np.mean, CONFIDENCE)
+    point, iqm_low, iqm_high = stratified_bootstrap_ci(per_env, iqm, CONFIDENCE)
+    return {
+        f"{model}_ci_low": mean_low,
+        f"{model}_ci_high": mean_high,
+        f"{model}_iqm": point,
+        f"{model}_iqm_ci_low": iqm_low,
+        f"{model}_iqm_ci_high": iqm_high,
+    }
+
+
+def paired_columns(
+    scores: dict[tuple[str, str], SeedScores], models: Sequence[str], env_id: str
+) -> dict[str, float]:
+    """The paired comparison of the two models on ``env_id`` (first − second), or NaN in
+    every column unless there are two models that ran the same seeds in the same order."""
+    if len(models) != 2:
+        return dict.fromkeys(PAIRED_COLUMNS, math.nan)
+    first, second = (scores[model, env_id] for model in models)
+    if first.seeds != second.seeds:
+        return dict.fromkeys(PAIRED_COLUMNS, math.nan)
+    paired = paired_comparison(first.scores, second.scores, CONFIDENCE)
+    return dict(
+        zip(
+            PAIRED_COLUMNS,
+            (paired.mean_difference, paired.ci_low, paired.ci_high, paired.p_value),
+            strict=True,
+        )
+    )
 
 
 def compare_models(
@@ -255,6 +330,7 @@ def table_markdown(
         f"independent episodes per env (seeds {seed_text}); Average: mean over the "
         f"{len(table) - 1} envs shown.",
     ]
+    notes.append(iqm_note(table, models, names))
     if len(models) == 2:
         notes.append(
             f"Bold: the better model where Welch's t-test over the per-seed values gives "
@@ -263,10 +339,26 @@ def table_markdown(
     if paper_models:
         notes.append(
             "Paper columns: Kulak (2026), the published Qwen-1.7B and DM-0.012B; their "
-            "Average is over the same envs. Standard deviations and counts: table.csv."
+            "Average is over the same envs. Standard deviations, counts, confidence "
+            "intervals and paired comparisons: table.csv."
         )
     notes += expert_notes(verdicts or {})
     return "\n".join(lines + notes + ([""] + footnotes if footnotes else [])) + "\n"
+
+
+def iqm_note(table: pd.DataFrame, models: Sequence[str], names: dict[str, str]) -> str:
+    """The line under the table: each model's IQM over all envs' per-seed scores, with its
+    interval (from the Average row of ``table``)."""
+    average = table.set_index("env_id").loc[AVERAGE_ROW]
+    parts = [
+        f"{names[model]} {average[f'{model}_iqm']:.2f} "
+        f"[{average[f'{model}_iqm_ci_low']:.2f}, {average[f'{model}_iqm_ci_high']:.2f}]"
+        for model in models
+    ]
+    return (
+        "IQM (interquartile mean of all envs' per-seed scores, "
+        f"{CONFIDENCE:.0%} stratified bootstrap interval): " + "; ".join(parts) + "."
+    )
 
 
 def _format_percent(value: float) -> str:

@@ -10,11 +10,15 @@ Beside ``results/table.csv`` (the paper's table), this stage writes
   figure on the random → figure scale, and the quality gate's verdict;
 - the random policy's return (the normalization's 0%);
 - per model, the normalized score: mean, sample std, seeds, and the 95% confidence
-  interval of the mean (Student's t over the seeds);
+  interval of the mean, as ``table.csv`` holds it;
 - the paper's numbers for the same env.
 
-An ``Average`` row takes the mean over envs of each model's means, with a 95% interval from
-the per-env standard errors (envs independent). Imports no torch.
+An ``Average`` row takes the mean over envs of each model's means, with its interval.
+
+The intervals are not computed here: they are ``table.csv``'s ``{model}_ci_low`` and
+``{model}_ci_high`` (percentile bootstrap over the seeds; for the Average, a stratified
+bootstrap, :mod:`workflow_scripts.uncertainty`), so the two reports never show two
+different intervals for the same mean. Imports no torch.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
-from scipy import stats
 
 from workflow_scripts.aggregate import (
     AVERAGE_ROW,
@@ -44,15 +47,24 @@ from workflow_scripts.expert_quality import (
 )
 from workflow_scripts.provenance import atomic_path
 
-CONFIDENCE = 0.95
+# What build_comparison reads of each model in table.csv.
+SCORE_STATS = ("mean", "std", "n", "ci_low", "ci_high")
 
 
-def confidence_interval(mean: float, std: float, n: int) -> tuple[float, float]:
-    """Student's t interval of a mean from the sample std of ``n`` values (NaN if n < 2)."""
-    if n < 2 or not math.isfinite(std):
-        return math.nan, math.nan
-    half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * std / math.sqrt(n)
-    return mean - half, mean + half
+def check_table_columns(table: pd.DataFrame, models: Sequence[str]) -> None:
+    """Raise ValueError naming the columns of ``models`` that ``table`` lacks (a table.csv
+    written before the intervals were added: remake it with the aggregate rule)."""
+    missing = [
+        f"{model}_{stat}"
+        for model in models
+        for stat in SCORE_STATS
+        if f"{model}_{stat}" not in table.columns
+    ]
+    if missing:
+        raise ValueError(
+            f"table.csv lacks column(s) {', '.join(missing)}; remake it: "
+            "snakemake -R aggregate -- results/table.csv"
+        )
 
 
 def expert_row(summary: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
@@ -85,19 +97,20 @@ def build_comparison(
     baselines: dict[str, dict[str, Any]],
     expert_sampled: dict[str, float],
 ) -> pd.DataFrame:
-    """One row per env of ``table`` plus the Average row (columns: module docstring)."""
+    """One row per env of ``table`` plus the Average row (columns: module docstring).
+
+    Each model's mean, std, seed count and interval are ``table``'s (its Average row's
+    for the Average); raises ValueError if ``table`` lacks them.
+    """
     models = order_models(models)
+    check_table_columns(table, models)
     paper = read_paper_results()
     rows = []
     for _, scores in table[table["env_id"] != AVERAGE_ROW].iterrows():
         env_id = scores["env_id"]
         row = expert_row(summaries[env_id], baselines[env_id])
         row["expert_sampled"] = expert_sampled[env_id]
-        for model in models:
-            mean, std, n = scores[f"{model}_mean"], scores[f"{model}_std"], scores[f"{model}_n"]
-            low, high = confidence_interval(mean, std, int(n))
-            row |= {f"{model}_mean": mean, f"{model}_std": std, f"{model}_n": int(n)}
-            row |= {f"{model}_ci_low": low, f"{model}_ci_high": high}
+        row |= _model_scores(scores, models)
         for model, (column, _) in PAPER_MODELS.items():
             row[f"paper_{model}"] = (
                 float(paper.loc[env_id, column]) if env_id in paper.index else math.nan
@@ -105,18 +118,18 @@ def build_comparison(
         rows.append(row)
     comparison = pd.DataFrame(rows)
     average: dict[str, Any] = {"env_id": AVERAGE_ROW}
-    for model in models:
-        means = comparison[f"{model}_mean"]
-        errors = comparison[f"{model}_std"] / comparison[f"{model}_n"].pow(0.5)
-        half = 1.96 * math.sqrt(float((errors**2).sum())) / len(means)
-        average |= {f"{model}_mean": float(means.mean()), f"{model}_n": len(means)}
-        average |= {
-            f"{model}_ci_low": float(means.mean()) - half,
-            f"{model}_ci_high": float(means.mean()) + half,
-        }
+    average |= _model_scores(table.set_index("env_id").loc[AVERAGE_ROW], models)
     for model in PAPER_MODELS:
         average[f"paper_{model}"] = float(comparison[f"paper_{model}"].mean())
     return pd.concat([comparison, pd.DataFrame([average])], ignore_index=True)
+
+
+def _model_scores(scores: pd.Series, models: Sequence[str]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for model in models:
+        row |= {f"{model}_{stat}": scores[f"{model}_{stat}"] for stat in SCORE_STATS}
+        row[f"{model}_n"] = int(row[f"{model}_n"])
+    return row
 
 
 def comparison_markdown(
@@ -170,8 +183,9 @@ def comparison_markdown(
     n = int(envs[f"{models[0]}_n"].iloc[0]) if models else 0
     lines += [
         "",
-        f"Scores: mean and sample std over {n} evaluation seeds; 95% CI of the mean by Student's t. "
-        "Average: mean over the envs shown, its CI from the per-env standard errors. Paper: "
+        f"Scores: mean and sample std over {n} evaluation seeds; 95% CI of the mean by "
+        "percentile bootstrap over the seeds (table.csv). Average: mean over the envs shown, "
+        "its CI by a stratified bootstrap (seeds resampled within each env). Paper: "
         "Kulak (2026); its Average over the same envs.",
     ]
     return "\n".join(lines) + "\n"

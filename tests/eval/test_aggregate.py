@@ -1,4 +1,5 @@
-"""The results table: means, Welch p-values, bolding, Average row, paper columns, CLI."""
+"""The results table: means, Welch p-values, bolding, Average row, paper columns,
+confidence intervals, IQM, paired comparisons, CLI."""
 
 import json
 import math
@@ -11,7 +12,14 @@ import pytest
 from scipy import stats
 
 from tests.eval.eval_inputs import write_scores, write_seed_record
-from workflow_scripts.aggregate import load_scores, read_paper_results, write_tables
+from workflow_scripts.aggregate import (
+    SeedScores,
+    build_table,
+    load_scores,
+    read_paper_results,
+    write_tables,
+)
+from workflow_scripts.uncertainty import bootstrap_ci
 
 QWEN_CARTPOLE = [100.0, 98.0, 99.0, 100.0, 97.0]
 DM_CARTPOLE = [60.0, 65.0, 55.0, 70.0, 62.0]
@@ -19,6 +27,7 @@ QWEN_PENDULUM = [40.0, 45.0, 35.0, 50.0, 42.0]
 DM_PENDULUM = [41.0, 44.0, 36.0, 49.0, 43.0]
 SEEDS = [0, 1, 2, 3, 4]
 ENVS = ["CartPole-v1", "Pendulum-v1"]
+PAIRED = ("paired_mean_difference", "paired_ci_low", "paired_ci_high", "paired_p_value")
 
 
 @pytest.fixture
@@ -87,6 +96,94 @@ def test_two_model_table(tmp_path, eval_dir):
     assert "| Average | 70.60 | 52.50 |  | 68.53 | 85.92 |" in markdown
 
 
+def test_confidence_intervals_per_env(tmp_path, eval_dir):
+    _, csv, _ = tables(tmp_path, eval_dir, ["dm", "qwen"])
+    rows = csv.set_index("env_id")
+    for env_id, model, values in [
+        ("CartPole-v1", "qwen", QWEN_CARTPOLE),
+        ("CartPole-v1", "dm", DM_CARTPOLE),
+        ("Pendulum-v1", "dm", DM_PENDULUM),
+    ]:
+        low, high = rows.loc[env_id, f"{model}_ci_low"], rows.loc[env_id, f"{model}_ci_high"]
+        # The bootstrap interval of that env's seeds: around the mean, within the range.
+        assert (low, high) == pytest.approx(bootstrap_ci(values))
+        assert min(values) <= low < np.mean(values) < high <= max(values)
+        # IQM columns are the Average row's only.
+        assert rows.loc[env_id, [f"{model}_iqm", f"{model}_iqm_ci_low"]].isna().all()
+
+
+def test_average_row_iqm_and_stratified_intervals(tmp_path, eval_dir):
+    _, csv, markdown = tables(
+        tmp_path, eval_dir, ["dm", "qwen"], display_names={"dm": "DM-tiny", "qwen": "Qwen3-tiny"}
+    )
+    average = csv.set_index("env_id").loc["Average"]
+    # Qwen's 10 per-seed scores sorted: 35 40 | 42 45 50 97 98 99 | 100 100; the IQM is the
+    # mean of the middle six, 431 / 6 = 71.83. DM: 36 41 | 43 44 49 55 60 62 | 65 70,
+    # 313 / 6 = 52.17.
+    assert average["qwen_iqm"] == pytest.approx(431 / 6)
+    assert average["dm_iqm"] == pytest.approx(313 / 6)
+    for model in ("qwen", "dm"):
+        assert average[f"{model}_iqm_ci_low"] < average[f"{model}_iqm"]
+        assert average[f"{model}_iqm"] < average[f"{model}_iqm_ci_high"]
+        assert average[f"{model}_ci_low"] < average[f"{model}_mean"] < average[f"{model}_ci_high"]
+    # The Average (mean_C + mean_P) / 2 has variance (var_C + var_P) / 4, less than var_C
+    # here (DM's stds are 5.6 and 4.7): stratified, every sample keeps both envs' seeds,
+    # so its interval is narrower than CartPole's.
+    cartpole = csv.set_index("env_id").loc["CartPole-v1"]
+    assert (
+        average["dm_ci_high"] - average["dm_ci_low"]
+        < cartpole["dm_ci_high"] - cartpole["dm_ci_low"]
+    )
+    assert average[["paired_mean_difference", "paired_p_value"]].isna().all()
+    # table.md keeps the paper's columns; one note line gives the IQMs.
+    assert markdown.splitlines()[0].count("|") == 7
+    assert (
+        "IQM (interquartile mean of all envs' per-seed scores, 95% stratified bootstrap "
+        f"interval): Qwen3-tiny 71.83 [{average['qwen_iqm_ci_low']:.2f}, "
+        f"{average['qwen_iqm_ci_high']:.2f}]; DM-tiny 52.17 ["
+    ) in markdown
+
+
+def test_paired_comparison_on_the_same_seeds(tmp_path, eval_dir):
+    _, csv, _ = tables(tmp_path, eval_dir, ["dm", "qwen"])
+    cartpole = csv.set_index("env_id").loc["CartPole-v1"]
+    # Qwen − DM (the table's column order) seed by seed: 40, 33, 44, 30, 35 → mean 36.4.
+    assert cartpole["paired_mean_difference"] == pytest.approx(36.4)
+    assert 30.0 <= cartpole["paired_ci_low"] < 36.4 < cartpole["paired_ci_high"] <= 44.0
+    assert cartpole["paired_p_value"] == pytest.approx(
+        stats.ttest_rel(QWEN_CARTPOLE, DM_CARTPOLE).pvalue, rel=1e-12
+    )
+
+
+def test_paired_test_beside_the_bold_not_deciding_it(tmp_path):
+    # DM is Qwen minus 1 on every seed: the paired test is certain (p = 0), Welch's test
+    # of two wide samples is not (p ≈ 0.8), and the paper's rule bolds nothing.
+    eval_dir = tmp_path / "eval"
+    write_scores(
+        eval_dir,
+        {
+            ("qwen", "Pendulum-v1"): QWEN_PENDULUM,
+            ("dm", "Pendulum-v1"): [score - 1.0 for score in QWEN_PENDULUM],
+        },
+    )
+    _, csv, markdown = tables(tmp_path, eval_dir, ["dm", "qwen"], envs=["Pendulum-v1"])
+    pendulum = csv.set_index("env_id").loc["Pendulum-v1"]
+    assert pendulum["paired_p_value"] == 0.0 and pendulum["p_value"] > 0.5
+    assert pendulum["paired_mean_difference"] == 1.0
+    assert (pendulum["paired_ci_low"], pendulum["paired_ci_high"]) == (1.0, 1.0)
+    assert pd.isna(pendulum["bold"]) and "**" not in markdown
+
+
+def test_no_paired_comparison_where_the_seeds_differ():
+    scores = {
+        ("qwen", "CartPole-v1"): SeedScores(seeds=[0, 1, 2], scores=[100.0, 98.0, 99.0]),
+        ("dm", "CartPole-v1"): SeedScores(seeds=[3, 4, 5], scores=[60.0, 65.0, 55.0]),
+    }
+    table = build_table(scores, ["dm", "qwen"], ["CartPole-v1"]).set_index("env_id")
+    assert table.loc["CartPole-v1", list(PAIRED)].isna().all()
+    assert table.loc["CartPole-v1", "bold"] == "qwen"  # Welch needs no pairing
+
+
 def test_display_names_default_to_model_keys(tmp_path, eval_dir):
     _, _, markdown = tables(tmp_path, eval_dir, ["dm", "qwen"])
     assert markdown.splitlines()[0].startswith("| env_name | qwen (%) | dm (%) | p (Welch) |")
@@ -97,6 +194,11 @@ def test_table_with_one_model_only(tmp_path, eval_dir):
     assert not any(column.startswith("qwen") for column in csv.columns)
     assert "paper_qwen" not in csv.columns
     assert csv["p_value"].isna().all() and csv["bold"].isna().all()
+    assert csv[list(PAIRED)].isna().all().all()
+    assert list(csv.columns[:10]) == [
+        "env_id", "dm_mean", "dm_std", "dm_n", "dm_n_failed", "dm_ci_low", "dm_ci_high",
+        "dm_iqm", "dm_iqm_ci_low", "dm_iqm_ci_high",
+    ]  # fmt: skip
     assert markdown.splitlines()[0] == "| env_name | DM-tiny (%) | paper DM-0.012B (%) |"
     assert "**" not in markdown and "Welch" not in markdown
 
