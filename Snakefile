@@ -17,6 +17,7 @@ include: "rules/dm.smk"
 include: "rules/qwen.smk"
 include: "rules/evaluate.smk"
 include: "rules/aggregate.smk"
+include: "rules/publish.smk"
 
 
 onstart:

@@ -1,0 +1,75 @@
+from workflow_scripts.experts.layout import EXPERTS_DIR, ExpertFiles
+from workflow_scripts.provenance import code_sha256
+from workflow_scripts.video import expert_video, info_path, model_video
+
+# The out-of-bounds rule of the evaluation, so a video shows the episode it scores.
+OUT_OF_BOUNDS = config["evaluation"].get("out_of_bounds_actions", "clip")
+
+
+rule video:
+    """A trained model's evaluation episode of one env and seed, rendered off-screen to mp4
+    (same env seed, episode cap and greedy policy as results/eval/{model}/{env}/seed{seed}.json).
+    """
+    input:
+        model="results/models/{model}/final",
+    output:
+        video=str(model_video("{model}", "{env}", "{seed}")),
+        info=str(info_path(model_video("{model}", "{env}", "{seed}"))),
+    log:
+        "logs/video/{model}/{env}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/video/{model}/{env}/seed{seed}.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    # The job size of the model's evaluation: the same policy plays the same episode.
+    threads: evaluation_resource("threads")
+    resources:
+        mem_mb=evaluation_resource("mem_mb"),
+        runtime=evaluation_resource("runtime"),
+        gpu=evaluation_resource("gpu"),
+    params:
+        # The stage's code and the package modules it imports: editing them reruns it.
+        code=lambda wildcards: code_sha256(
+            "workflow_scripts.enjoy", f"workflow_scripts.{wildcards.model}.policy"
+        ),
+        cap=lambda wildcards: cap_flag(wildcards.env),
+        device=evaluation_device,
+        out_of_bounds=OUT_OF_BOUNDS,
+    shell:
+        "HF_HUB_OFFLINE=1 python -m workflow_scripts.enjoy --model {wildcards.model}"
+        " --model-dir {input.model:q} --env {wildcards.env:q} --seed {wildcards.seed}"
+        " --episodes 1 {params.cap} --out-of-bounds {params.out_of_bounds}"
+        " --device {params.device} --threads {threads} --record {output.video:q}"
+        " > {log:q} 2>&1"
+
+
+rule expert_video:
+    """The expert of one env (deterministic actions), on the env seed of the first
+    evaluation seed, so it starts where the models' seed videos of that seed start."""
+    input:
+        model=ExpertFiles.of("{env}").model,
+        summary=ExpertFiles.of("{env}").summary,
+        config=ExpertFiles.of("{env}").config,
+    output:
+        video=str(expert_video("{env}")),
+        info=str(info_path(expert_video("{env}"))),
+    log:
+        "logs/video/experts/{env}.log",
+    benchmark:
+        "results/benchmarks/video/experts/{env}.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        # The stage's code and the package modules it imports: editing them reruns it.
+        code=code_sha256("workflow_scripts.enjoy"),
+        experts_dir=EXPERTS_DIR,
+        seed=SEEDS[0],
+        cap=lambda wildcards: cap_flag(wildcards.env),
+    shell:
+        "python -m workflow_scripts.enjoy --model expert --experts-dir {params.experts_dir:q}"
+        " --env {wildcards.env:q} --seed {params.seed} --episodes 1 {params.cap}"
+        " --threads {threads} --record {output.video:q} > {log:q} 2>&1"
