@@ -1,9 +1,18 @@
+import json
+import shlex
+
 from workflow_scripts.experts.layout import EXPERTS_DIR, ExpertFiles
 from workflow_scripts.provenance import code_sha256
-from workflow_scripts.video import expert_video, info_path, model_video
+from workflow_scripts.video import VIDEOS_DIR, expert_video, info_path, model_video
 
 # The out-of-bounds rule of the evaluation, so a video shows the episode it scores.
 OUT_OF_BOUNDS = config["evaluation"].get("out_of_bounds_actions", "clip")
+# Every env's Minari export (issue 15 item 2): the bundle takes them when some rule of the
+# workflow writes results/minari/{env}; otherwise its datasets/README.md names the command.
+MINARI_DIR = "results/minari"
+MINARI_EXPORT = "results/minari/{env}"
+# The bundle shows each model's video of the first evaluation seed.
+VIDEO_SEED = SEEDS[0]
 
 
 rule video:
@@ -73,3 +82,68 @@ rule expert_video:
         "python -m workflow_scripts.enjoy --model expert --experts-dir {params.experts_dir:q}"
         " --env {wildcards.env:q} --seed {params.seed} --episodes 1 {params.cap}"
         " --threads {threads} --record {output.video:q} > {log:q} 2>&1"
+
+
+rule publish:
+    """results/publish/: per model a Hub-ready folder (weights, config, model card with the
+    table's normalized scores as model-index, one video per env), the datasets' Minari
+    exports or how to build them, scores.json, the tables and plots, and how it was made.
+    """
+    input:
+        models=expand("results/models/{model}/final", model=MODELS),
+        table_csv="results/table.csv",
+        table_md="results/table.md",
+        comparison=["results/comparison.csv", "results/comparison.md"],
+        scores="results/scores.json",
+        plots=[
+            "results/plots/normalized_scores.png",
+            "results/plots/expert_curves.png",
+        ],
+        videos=expand(
+            str(model_video("{model}", "{env}", VIDEO_SEED)), model=MODELS, env=ENVS
+        ),
+        expert_videos=expand(str(expert_video("{env}")), env=ENVS),
+        # Looked up when the DAG is built, after every rule file is read.
+        minari=lambda wildcards: (
+            expand(MINARI_EXPORT, env=ENVS)
+            if any(
+                str(path).rstrip("/") == MINARI_EXPORT
+                for rule in workflow.rules
+                for path in rule.output
+            )
+            else []
+        ),
+    output:
+        directory("results/publish"),
+    log:
+        "logs/publish.log",
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        # The stage's code and the package modules it imports: editing them reruns it.
+        code=code_sha256("workflow_scripts.publish"),
+        model_dirs=" ".join(
+            f"--model-dir {shlex.quote(f'{model}=results/models/{model}/final')}"
+            for model in MODELS
+        ),
+        display_names=DISPLAY_NAME_FLAGS,
+        envs=ENVS,
+        # The run's config (every overlay merged) goes into the bundle as config.yaml.
+        config_json=json.dumps(config, sort_keys=True),
+        videos_dir=VIDEOS_DIR,
+        video_seed=VIDEO_SEED,
+        minari=lambda wildcards, input: (
+            f"--minari-dir {MINARI_DIR}" if input.minari else ""
+        ),
+    shell:
+        "python -m workflow_scripts.publish {params.model_dirs} {params.display_names}"
+        " --envs {params.envs:q} --table-csv {input.table_csv:q}"
+        " --table-md {input.table_md:q} --extra-tables {input.comparison:q}"
+        " --scores {input.scores:q} --plots {input.plots:q}"
+        " --config-json {params.config_json:q} --videos-dir {params.videos_dir:q}"
+        " --video-seed {params.video_seed} {params.minari} --output {output:q}"
+        " > {log:q} 2>&1"
