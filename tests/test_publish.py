@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 import yaml
 
 from tests.eval.eval_inputs import write_scores
+from tests.support.workflow import copy_workflow, job_counts, snakemake
 from workflow_scripts import aggregate
 from workflow_scripts.publish import (
     BundleInputError,
@@ -233,3 +235,54 @@ def test_cli_builds_the_bundle(results, tmp_path, capsys):
     metadata = front_matter(output / "models/dm/README.md")
     assert metadata["datasets"] == ["someone/expert-datasets"]
     assert metadata["model-index"][0]["name"] == "DM-tiny"
+
+
+def test_publish_rule_over_finished_demo_results(tmp_path):
+    """``snakemake results/publish`` on a demo results tree where everything else is done:
+    only the publish job runs, and the cards carry the table's numbers."""
+    workdir = copy_workflow(tmp_path / "demo")
+    demo = ["--configfile", "config.demo.yaml"]
+    plan = snakemake(workdir, "-n", "--forceall", "results/publish", *demo)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    outputs = [
+        path.strip()
+        for line in plan.stdout.splitlines()
+        if line.strip().startswith("output:")
+        for path in line.split(":", 1)[1].split(",")
+    ]
+    assert outputs[-1] == "results/publish"
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config.update(yaml.safe_load((workdir / "config.demo.yaml").read_text()))
+    envs, models = config["envs"], config["models"]
+    fake = tmp_path / "fake_records"
+    write_scores(fake, {(model, env_id): [50.0, 60.0 + len(model)] for model in models
+                        for env_id in envs})  # fmt: skip
+    start = 1_700_000_000
+    for index, path in enumerate(outputs[:-1]):
+        output = workdir / path
+        output.parent.mkdir(parents=True, exist_ok=True)
+        if path.startswith("results/models/") and path.endswith("final"):
+            output.mkdir()
+            (output / "config.json").write_text("{}")
+        elif path == "results/table.csv":
+            records = sorted(str(p) for p in fake.rglob("seed*.json"))
+            aggregate.main(["--records", *records, "--models", *models, "--envs", *envs,
+                            "--seeds", "0", "1", "--table-csv", str(output),
+                            "--table-md", str(workdir / "results/table.md")])  # fmt: skip
+        elif not output.exists():
+            output.write_text("placeholder")
+        os.utime(output, (start + index, start + index))
+    assert job_counts(snakemake(workdir, "-n", "results/publish", *demo).stdout) == {"publish": 1}
+    run = snakemake(workdir, "results/publish", "--cores", "1", *demo)
+    assert run.returncode == 0, run.stdout + run.stderr
+    bundle = workdir / "results/publish"
+    for model in models:
+        (index,) = front_matter(bundle / "models" / model / "README.md")["model-index"]
+        values = {r["dataset"]["type"]: r["metrics"][0]["value"] for r in index["results"]}
+        assert values == table_means(workdir / "results/table.csv", model)
+        assert index["name"] == config[model]["display_name"]
+        assert sorted(p.name for p in (bundle / "models" / model / "videos").glob("*.mp4")) == [
+            f"{env_id}.mp4" for env_id in sorted(envs)
+        ]
+    assert yaml.safe_load((bundle / "config.yaml").read_text())["envs"] == envs
+    assert (bundle / "comparison.md").exists() and (bundle / "plots/expert_curves.png").exists()
