@@ -169,15 +169,19 @@ def test_without_minari_exports_the_datasets_folder_says_how_to_build_them(resul
 
 
 def test_minari_exports_are_copied(results, tmp_path):
-    for env_id in ENVS:
-        export = results / "minari" / env_id / "data"
+    # Each export is a Minari datasets root: <dataset id>/data/metadata.json inside.
+    dataset_ids = {env_id: f"ns/{env_id.lower()}/expert-v0" for env_id in ENVS}
+    for env_id, dataset_id in dataset_ids.items():
+        export = results / "minari" / env_id / dataset_id / "data"
         export.mkdir(parents=True)
         (export / "metadata.json").write_text(json.dumps({"env": env_id}))
     bundle = build_bundle(inputs(results, minari_dir=results / "minari"), tmp_path / "publish")
-    for env_id in ENVS:
-        copied = bundle / "datasets" / env_id / "data" / "metadata.json"
+    for env_id, dataset_id in dataset_ids.items():
+        copied = bundle / "datasets" / env_id / dataset_id / "data" / "metadata.json"
         assert json.loads(copied.read_text()) == {"env": env_id}
-    assert "minari.load_dataset" in (bundle / "datasets" / "README.md").read_text()
+    readme = (bundle / "datasets" / "README.md").read_text()
+    assert 'minari.load_dataset("ns/cartpole-v1/expert-v0")' in readme
+    assert "| `Pendulum-v1/` | `ns/pendulum-v1/expert-v0` |" in readme
 
 
 def test_a_table_without_the_models_column_is_named(results, tmp_path, capsys):
@@ -264,6 +268,9 @@ def test_publish_rule_over_finished_demo_results(tmp_path):
         if path.startswith("results/models/") and path.endswith("final"):
             output.mkdir()
             (output / "config.json").write_text("{}")
+        elif path.startswith("results/minari/"):  # a Minari export: a datasets root folder
+            output.mkdir()
+            (output / "placeholder").write_text("x")
         elif path == "results/table.csv":
             records = sorted(str(p) for p in fake.rglob("seed*.json"))
             aggregate.main(["--records", *records, "--models", *models, "--envs", *envs,
@@ -286,3 +293,9 @@ def test_publish_rule_over_finished_demo_results(tmp_path):
         ]
     assert yaml.safe_load((bundle / "config.yaml").read_text())["envs"] == envs
     assert (bundle / "comparison.md").exists() and (bundle / "plots/expert_curves.png").exists()
+    # The Minari exports when the workflow has their rule, else the pointer to it.
+    datasets = bundle / "datasets"
+    exported = [env_id for env_id in envs if (datasets / env_id / "placeholder").exists()]
+    assert exported in ([], envs)
+    if not exported:
+        assert f"snakemake results/minari/{envs[0]}" in (datasets / "README.md").read_text()

@@ -405,10 +405,18 @@ def _datasets_folder(target: Path, inputs: BundleInputs) -> None:
             source = expert_video(env_id, inputs.videos_dir)
             if source.is_file():
                 videos.append(_copy_video(source, target / "videos" / f"{env_id}.mp4"))
-    (target / "README.md").write_text(_datasets_readme(inputs, exported, videos))
+    (target / "README.md").write_text(_datasets_readme(target, inputs, exported, videos))
 
 
-def _datasets_readme(inputs: BundleInputs, exported: list[str], videos: list[str]) -> str:
+def _minari_ids(root: Path) -> list[str]:
+    """The ids of the Minari datasets under a datasets root (``<id>/data/metadata.json``)."""
+    found = sorted(path.parent.parent for path in root.glob("**/data/metadata.json"))
+    return [path.relative_to(root).as_posix() for path in found] or ["<dataset id>"]
+
+
+def _datasets_readme(
+    target: Path, inputs: BundleInputs, exported: list[str], videos: list[str]
+) -> str:
     lines = [
         "---",
         yaml.safe_dump(
@@ -430,15 +438,21 @@ def _datasets_readme(inputs: BundleInputs, exported: list[str], videos: list[str
     ]
     if exported:
         lines += [
-            "Each folder is a Minari dataset; load one with",
+            "Each folder is a Minari datasets root holding that env's dataset; load one with",
             "",
             "```python",
-            "import os, minari",
-            'os.environ["MINARI_DATASETS_PATH"] = "<this folder>"',
-            f'dataset = minari.load_dataset("<the dataset id in {exported[0]}/>")',
+            "import os",
+            f'os.environ["MINARI_DATASETS_PATH"] = "{exported[0]}"  # before importing minari',
+            "import minari",
+            f'dataset = minari.load_dataset("{_minari_ids(target / exported[0])[0]}")',
             "```",
             "",
-            *[f"- `{env_id}/`" for env_id in exported],
+            "| folder | Minari dataset id |",
+            "|:---|:---|",
+            *[
+                f"| `{env_id}/` | {', '.join(f'`{i}`' for i in _minari_ids(target / env_id))} |"
+                for env_id in exported
+            ],
             "",
         ]
     else:
