@@ -21,6 +21,11 @@ parallelism); everything around the loop lives here, once:
   (``train/*``, ``perf/*``), and the run's hyperparameters in TensorBoard's HParams tab.
 * **The model folder.** :func:`write_model_folder`: weights and files from the trainer,
   ``training.json`` (provenance) and ``README.md`` (model card), moved into place whole.
+* **Snapshots.** Every ``snapshot_every`` steps the trainer's model folder is written as a
+  snapshot, with what the run had seen and spent by then (:meth:`TrainingRun.progress`:
+  step, transitions, tokens, training hours, device-hours). Snapshots wait beside the
+  checkpoints, where a failed attempt leaves them, and move to ``snapshot_dir/step{N}``
+  when the run completes (Snakemake deletes a failed job's outputs).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import time
 import types
 import typing
 from collections.abc import Callable, Iterator
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -55,6 +60,7 @@ CHECKPOINT_PREFIX = "step_"
 STATE_FILE = "trainer_state.json"  # written last: its presence marks a complete checkpoint
 RNG_FILE = "rng_state.pt"
 TRAINING_FILE = "training.json"
+SNAPSHOT_PREFIX = "step"  # snapshot folders: step{N}, the step without padding
 # Exit status of a run stopped by SIGTERM/SIGUSR1 after its checkpoint (BSD EX_TEMPFAIL:
 # "try again later"); Snakemake counts it as a failure, and its retry resumes.
 EXIT_INTERRUPTED = 75
@@ -118,6 +124,12 @@ class TrainingSettings:
         default=None,
     )
     scan_data: bool = option("full NaN/inf scan of the datasets before the first step", True)
+    snapshot_every: int = option(
+        "steps between published model snapshots (learning curves); 0: none", default=0
+    )
+    snapshot_dir: Path | None = option(
+        "where snapshots step{N}/ are published when the run completes", default=None
+    )
     stop_before_time_limit: float = option(
         "in a SLURM job: seconds before the job's time limit at which to checkpoint and exit "
         "(exit 75), so the retry resumes; 0 turns it off"
@@ -138,11 +150,13 @@ class TrainingSettings:
             if getattr(self, name) < 1
         ]
         problems += optimisation_problems(vars(self))
-        for name in ("warmup_steps", "num_workers", "min_learning_rate"):
+        for name in ("warmup_steps", "num_workers", "min_learning_rate", "snapshot_every"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} cannot be negative, got {getattr(self, name)}")
         if not self.datasets:
             problems.append("no datasets given")
+        if self.snapshot_every > 0 and self.snapshot_dir is None:
+            problems.append("snapshot_every needs a snapshot_dir to publish the snapshots in")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -316,17 +330,22 @@ class CheckpointStore:
         self.fingerprint = json.loads(json.dumps(fingerprint, default=str))
         self.ctx = ctx
         self.last: Path | None = None
+        # The resumed checkpoint's progress counters (empty for a fresh run).
+        self.resumed_progress: dict[str, float] = {}
 
     def list(self) -> list[tuple[int, Path]]:
         """Complete checkpoints (step, path), oldest first; partial ones have another name."""
         return list_checkpoints(self.directory)
 
-    def save(self, step: int, save: Callable[[Path], None]) -> Path:
+    def save(
+        self, step: int, save: Callable[[Path], None], progress: dict[str, float] | None = None
+    ) -> Path:
         """Write the checkpoint of ``step`` atomically and prune old ones.
 
         ``save(folder)`` runs on every rank with the same partial folder (rank 0 has made
         it): a trainer writes from rank 0 alone, or from every rank (sharded files).
-        Rank 0 then marks it complete and renames it into place.
+        Rank 0 then marks it complete and renames it into place. ``progress`` (what the
+        run has seen and spent so far) goes into the state file, for the resumed run.
         """
         ctx = self.ctx
         rng = [_rng_state(ctx)]
@@ -343,7 +362,7 @@ class CheckpointStore:
         ctx.barrier()
         if ctx.is_main:
             torch.save(rng, partial / RNG_FILE)
-            state = {"step": step, "fingerprint": self.fingerprint}
+            state = {"step": step, "fingerprint": self.fingerprint, "progress": progress or {}}
             (partial / STATE_FILE).write_text(json.dumps(state, indent=1) + "\n")
             shutil.rmtree(final, ignore_errors=True)
             os.replace(partial, final)
@@ -359,7 +378,8 @@ class CheckpointStore:
         if not checkpoints:
             return 0
         step, folder = checkpoints[-1]
-        saved = json.loads((folder / STATE_FILE).read_text())["fingerprint"]
+        state = json.loads((folder / STATE_FILE).read_text())
+        saved = state["fingerprint"]
         if saved != self.fingerprint:
             differences = _differences(saved, self.fingerprint)
             raise CheckpointMismatch(
@@ -373,6 +393,7 @@ class CheckpointStore:
         if len(rng) == self.ctx.world_size:
             _restore_rng(rng[self.ctx.rank], self.ctx)
         self.last = folder
+        self.resumed_progress = state.get("progress", {})
         return step
 
 
@@ -588,12 +609,26 @@ class TrainingLog:
 
 # --------------------------------------------------------------------------- the loop's frame
 @dataclass
+class Progress:
+    """What a run has seen and spent, summed over its attempts (stored in checkpoints).
+
+    ``train_seconds`` counts each attempt from its start (setup included) to its last
+    checkpoint or snapshot; steps redone after a kill are counted once, as they are run.
+    """
+
+    transitions_seen: float = 0.0
+    tokens_seen: float = 0.0
+    train_seconds: float = 0.0
+
+
+@dataclass
 class TrainingRun:
     """One attempt of a run: resume, the steps left, checkpoints on schedule or on a signal.
 
-    The trainer's loop is ``for step in run.steps(): ...; run.step_done(step)``; this
-    object decides when to checkpoint, when to stop (``max_steps_this_run``, a signal) and
-    whether the run is complete.
+    The trainer's loop is ``for step in run.steps(): ...; run.step_done(step, ...)``; this
+    object decides when to checkpoint, when to write a snapshot, when to stop
+    (``max_steps_this_run``, a signal) and whether the run is complete. ``snapshot(folder,
+    progress)`` is the trainer's model-folder writer, called on every rank.
     """
 
     name: str
@@ -606,6 +641,11 @@ class TrainingRun:
     end_step: int = 0
     resumed_from: int | None = None
     signals: StopSignals | None = None
+    snapshot: Callable[[Path, dict[str, Any]], None] | None = None
+    counters: Progress = field(default_factory=Progress)
+    # Training seconds of the attempts before this one, and this attempt's start.
+    seconds_before: float = 0.0
+    attempt_start: float = field(default_factory=time.perf_counter)
 
     @classmethod
     def start(
@@ -618,6 +658,7 @@ class TrainingRun:
         load: Callable[[Path], None],
     ) -> TrainingRun:
         """Resume from the newest checkpoint of this run, if any, and open the log."""
+        attempt_start = time.perf_counter()
         store = CheckpointStore(
             settings.checkpoint_dir, settings.keep_checkpoints, fingerprint, ctx
         )
@@ -629,9 +670,11 @@ class TrainingRun:
         end_step = settings.max_steps
         if settings.max_steps_this_run is not None:
             end_step = min(end_step, start_step + settings.max_steps_this_run)
+        counters = Progress(**store.resumed_progress)
         return cls(
             name, settings, ctx, store, save, log.open(start_step), start_step, end_step,
-            resumed_from=start_step or None,
+            resumed_from=start_step or None, counters=counters,
+            seconds_before=counters.train_seconds, attempt_start=attempt_start,
         )  # fmt: skip
 
     @property
@@ -653,18 +696,93 @@ class TrainingRun:
             self.log.info(
                 f"stopped at step {self.end_step} of {self.settings.max_steps}; rerun to resume"
             )
-        elif self.start_step >= self.settings.max_steps:
+            return
+        if self.start_step >= self.settings.max_steps:
             self.log.info(f"checkpoint at step {self.start_step} already reaches max_steps")
 
-    def step_done(self, done: int) -> None:
-        """After optimizer step ``done`` (1-based): checkpoint on schedule, stop on a signal."""
-        every = self.settings.checkpoint_every
-        if done % every == 0 or done == self.end_step:
-            self.log.info(f"checkpoint {self.checkpoints.save(done, self.save)}")
+    def step_done(self, done: int, transitions: float = 0.0, tokens: float = 0.0) -> None:
+        """After optimizer step ``done`` (1-based), which trained on ``transitions`` and
+        ``tokens`` (over all processes): snapshot and checkpoint on schedule, stop on a signal.
+
+        The snapshot comes first: a kill between the two resumes from an earlier
+        checkpoint and writes the snapshot again, never skips it.
+        """
+        self.counters.transitions_seen += transitions
+        self.counters.tokens_seen += tokens
+        every = self.settings.snapshot_every
+        if every and done % every == 0:
+            self._write_snapshot(done)
+        if done % self.settings.checkpoint_every == 0 or done == self.end_step:
+            checkpoint = self.checkpoints.save(done, self.save, asdict(self._counters_now()))
+            self.log.info(f"checkpoint {checkpoint}")
         elif self.signals is not None and self.signals.requested():
-            checkpoint = self.checkpoints.save(done, self.save)
+            checkpoint = self.checkpoints.save(done, self.save, asdict(self._counters_now()))
             self.log.close()
             raise TrainingInterrupted(self.signals.name, done, checkpoint)
+
+    def _counters_now(self) -> Progress:
+        seconds = self.seconds_before + time.perf_counter() - self.attempt_start
+        return Progress(self.counters.transitions_seen, self.counters.tokens_seen, seconds)
+
+    def progress(self, step: int) -> dict[str, Any]:
+        """What the run has seen and spent at ``step``, as snapshots and training.json record it.
+
+        ``device_hours``: training hours times the processes (one GPU each on a GPU node).
+        """
+        counters = self._counters_now()
+        hours = counters.train_seconds / 3600
+        return {
+            "step": step,
+            "transitions_seen": int(counters.transitions_seen),
+            "tokens_seen": int(counters.tokens_seen),
+            "train_hours": round(hours, 6),
+            "device_hours": round(hours * self.ctx.world_size, 6),
+            "devices": self.ctx.world_size,
+            "device_type": self.ctx.device.type,
+        }
+
+    def staged_snapshot(self, step: int) -> Path:
+        """Where the snapshot of ``step`` waits until the run completes."""
+        return self.settings.checkpoint_dir / "snapshots" / f"{SNAPSHOT_PREFIX}{step}"
+
+    def _write_snapshot(self, step: int) -> None:
+        if self.snapshot is None:
+            raise RuntimeError(f"{self.name}: snapshot_every is set but the trainer gave no writer")
+        folder = self.staged_snapshot(step)
+        self.snapshot(folder, self.progress(step))
+        self.ctx.barrier()
+        self.log.info(f"snapshot {folder}")
+
+    def publish_snapshots(self) -> None:
+        """Move every staged snapshot to ``snapshot_dir`` (rank 0), after the final model.
+
+        Last, so that a job failing before it (whose outputs Snakemake deletes) leaves the
+        snapshots staged for the retry.
+        """
+        every = self.settings.snapshot_every
+        if not every or not self.ctx.is_main:
+            return
+        steps = range(every, self.settings.max_steps + 1, every)
+        published = {
+            step: self.settings.snapshot_dir / f"{SNAPSHOT_PREFIX}{step}" for step in steps
+        }
+        missing = [
+            step
+            for step in steps
+            if not self.staged_snapshot(step).is_dir() and not published[step].is_dir()
+        ]
+        if missing:
+            raise RuntimeError(
+                f"snapshots of steps {missing} are not in {self.staged_snapshot(0).parent}; "
+                f"they are written during training: delete {self.settings.checkpoint_dir} "
+                "and retrain to get them"
+            )
+        self.settings.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        for step in steps:
+            if self.staged_snapshot(step).is_dir():
+                shutil.rmtree(published[step], ignore_errors=True)
+                os.replace(self.staged_snapshot(step), published[step])
+        self.log.info(f"published {len(steps)} snapshot(s) in {self.settings.snapshot_dir}")
 
     def summary(self, infos: list[DatasetInfo], fingerprint: dict) -> dict[str, Any]:
         """Provenance shared by both trainers' ``training.json``."""
@@ -680,6 +798,7 @@ class TrainingRun:
             "datasets": [dataset_provenance(info) for info in infos],
             "last_checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
             "wall_seconds_this_attempt": round(time.time() - self.log.started, 1),
+            "progress": self.progress(self.end_step),
             "versions": package_versions(),
             **self.settings.extra,
         }

@@ -172,12 +172,14 @@ def test_collate_pads_without_supervising_padding(encoder):
             "input_ids": torch.tensor([5, 6, 7]),
             "labels": torch.tensor([-100, 6, 7]),
             "env_id": "a",
+            "n_transitions": 2,
             "trimmed": False,
         },
         {
             "input_ids": torch.tensor([8]),
             "labels": torch.tensor([-100]),
             "env_id": "b",
+            "n_transitions": 1,
             "trimmed": True,
         },
     ]
@@ -186,6 +188,7 @@ def test_collate_pads_without_supervising_padding(encoder):
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["labels"][1].tolist() == [-100, -100, -100]
     assert batch["n_trimmed"] == 1
+    assert batch["n_transitions"] == 3  # counted for the snapshots' transitions seen
 
 
 def test_folder_tokenizer_round_trips(tmp_path, tokenizer):

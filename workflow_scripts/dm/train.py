@@ -185,6 +185,23 @@ def _train(settings: TrainSettings, ctx: DistributedContext) -> Path | None:
     save, load = _checkpoint_io(model, optimizer, scheduler, ctx)
     run = TrainingRun.start(NAME, settings, ctx, fingerprint, save, load)
     breakdown = parameter_breakdown(model)
+    transitions_per_step = settings.batch_size * model_config.context_transitions * ctx.world_size
+    tokens_per_step = 2 * transitions_per_step  # an observation and an action position each
+
+    def write_model(folder: Path, progress: dict | None = None) -> None:
+        """The model folder (final, or a snapshot at ``progress['step']``), from rank 0."""
+        if not ctx.is_main:
+            return
+        summary = run.summary(infos, fingerprint) | {
+            "parameters": breakdown["total"],
+            "parameter_breakdown": breakdown,
+            "tokens_per_step": tokens_per_step,
+        }
+        if progress is not None:
+            summary |= {"steps": progress["step"], "progress": progress, "snapshot": True}
+        write_model_folder(folder, model.save_pretrained, summary, model_card(model, summary))
+
+    run.snapshot = write_model
     run.log.info(f"{breakdown['total']:,} parameters: {breakdown}")
     run.log.info(
         f"{len(infos)} env(s) {model_config.env_ids}; device {ctx.device}, "
@@ -202,7 +219,6 @@ def _train(settings: TrainSettings, ctx: DistributedContext) -> Path | None:
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         trained = DistributedDataParallel(model, device_ids=device_ids)
     env_losses = EnvLosses(model_config.env_ids, ctx)
-    tokens_per_step = settings.batch_size * 2 * model_config.context_transitions * ctx.world_size
 
     model.train()
     for step, batch in zip(run.steps(), loader, strict=False):
@@ -224,20 +240,13 @@ def _train(settings: TrainSettings, ctx: DistributedContext) -> Path | None:
             step + 1, loss, scheduler.get_last_lr()[0], grad_norm.item(), tokens_per_step,
             details=env_losses.report,
         )  # fmt: skip
-        run.step_done(step + 1)
+        run.step_done(step + 1, transitions_per_step, tokens_per_step)
 
     if not run.complete:
         return None
-    if ctx.is_main:
-        summary = run.summary(infos, fingerprint) | {
-            "parameters": breakdown["total"],
-            "parameter_breakdown": breakdown,
-            "tokens_per_step": tokens_per_step,
-        }
-        write_model_folder(
-            settings.output, model.save_pretrained, summary, model_card(model, summary)
-        )
-        run.log.info(f"final model -> {settings.output}")
+    write_model(settings.output)
+    run.log.info(f"final model -> {settings.output}")
+    run.publish_snapshots()
     ctx.barrier()
     return settings.output
 

@@ -207,6 +207,7 @@ class WindowDataset(torch.utils.data.Dataset):
             "input_ids": torch.tensor(window.input_ids, dtype=torch.long),
             "labels": torch.tensor(window.labels, dtype=torch.long),
             "env_id": source.env_id,
+            "n_transitions": window.n_transitions,
             "trimmed": window.n_transitions < n_rows,
         }
 
@@ -260,4 +261,5 @@ def collate_windows(samples: list[dict[str, Any]], pad_id: int) -> dict[str, Any
         "attention_mask": attention_mask,
         "env_ids": [sample["env_id"] for sample in samples],
         "n_trimmed": sum(int(sample["trimmed"]) for sample in samples),
+        "n_transitions": sum(int(sample["n_transitions"]) for sample in samples),
     }

@@ -323,6 +323,32 @@ def _train(settings: TrainSettings, ctx: DistributedContext) -> Path | None:
     )
     run.log.info(f"envs and n_transitions_max: {run_budgets}")
     run.log.info(f"model: {summary_model}")
+    envs_document = envs_file(settings, budgets, dataset)
+    # (step, loss) of this attempt, for training.json (a resumed attempt starts its own list).
+    losses: list[tuple[int, float]] = []
+    n_trimmed_windows, loss = 0, float("nan")
+
+    def write_model(folder: Path, progress: dict | None = None) -> None:
+        """The model folder (final, or a snapshot at ``progress['step']``); gathering the
+        weights is collective, rank 0 writes."""
+        write = _model_folder_writer(owner, tokenizer, envs_document, ctx)
+        if not ctx.is_main:
+            return
+        summary = run.summary(infos, fingerprint) | {
+            "display_name": settings.display_name,
+            "final_loss": loss if math.isfinite(loss) else None,
+            "model": summary_model,
+            "budgets_sha256": sha256_file(settings.budgets),
+            # Windows that exceeded max_seq_length and lost their oldest transitions.
+            "trimmed_windows_this_attempt": n_trimmed_windows,
+            "losses_this_attempt": losses,
+        }
+        if progress is not None:
+            summary |= {"steps": progress["step"], "progress": progress, "snapshot": True}
+        envs = envs_document["envs"]
+        write_model_folder(folder, write, summary, _model_card(settings, summary, envs))
+
+    run.snapshot = write_model
 
     loader = torch.utils.data.DataLoader(
         dataset,
@@ -337,9 +363,6 @@ def _train(settings: TrainSettings, ctx: DistributedContext) -> Path | None:
     )
     trained.train()
     batches = iter(loader)
-    # (step, loss) of this attempt, for training.json (a resumed attempt starts its own list).
-    losses: list[tuple[int, float]] = []
-    n_trimmed_windows, loss = 0, float("nan")
     for step in run.steps():
         micro_batches = [next(batches) for _ in range(accumulation)]
         loss, counts = _step(trained, owner, optimizer, scheduler, micro_batches, run, step)
@@ -348,21 +371,9 @@ def _train(settings: TrainSettings, ctx: DistributedContext) -> Path | None:
 
     if not run.complete:
         return None
-    envs_document = envs_file(settings, budgets, dataset)
-    write = _model_folder_writer(owner, tokenizer, envs_document, ctx)
-    if ctx.is_main:
-        summary = run.summary(infos, fingerprint) | {
-            "display_name": settings.display_name,
-            "final_loss": loss if math.isfinite(loss) else None,
-            "model": summary_model,
-            "budgets_sha256": sha256_file(settings.budgets),
-            # Windows that exceeded max_seq_length and lost their oldest transitions.
-            "trimmed_windows_this_attempt": n_trimmed_windows,
-            "losses_this_attempt": losses,
-        }
-        envs = envs_document["envs"]
-        write_model_folder(settings.output, write, summary, _model_card(settings, summary, envs))
-        run.log.info(f"wrote {settings.output}")
+    write_model(settings.output)
+    run.log.info(f"wrote {settings.output}")
+    run.publish_snapshots()
     ctx.barrier()
     return settings.output if ctx.is_main else None
 
@@ -403,7 +414,7 @@ def _step(trained, owner, optimizer, scheduler, micro_batches, run: TrainingRun,
     }
     learning_rate = scheduler.get_last_lr()[0]
     run.log.step(step + 1, loss, learning_rate, grad_norm, counts["tokens"], scalars)
-    run.step_done(step + 1)
+    run.step_done(step + 1, counts["transitions"], counts["tokens"])
     return loss, counts
 
 
@@ -419,8 +430,11 @@ def _forward_backward(
         sum(int((mb["labels"][:, 1:] != IGNORE_INDEX).sum()) for mb in micro_batches),
         sum(int(mb["attention_mask"].sum()) for mb in micro_batches),
         sum(mb["n_trimmed"] for mb in micro_batches),
+        sum(mb["n_transitions"] for mb in micro_batches),
     ]
-    supervised, tokens, trimmed = (float(x) for x in all_reduce_sum(torch.tensor(local), ctx))
+    supervised, tokens, trimmed, transitions = (
+        float(x) for x in all_reduce_sum(torch.tensor(local), ctx)
+    )
     if supervised == 0:
         raise RuntimeError("the global batch has no supervised token")
     loss_sum = torch.zeros((), device=ctx.device, dtype=torch.float64)
@@ -439,4 +453,10 @@ def _forward_backward(
     grad_norm = torch.nn.utils.clip_grad_norm_(owner.parameters(), settings.grad_clip)
     grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
     loss = float(all_reduce_sum(loss_sum, ctx)) / supervised
-    return loss, grad_norm, {"supervised": supervised, "tokens": tokens, "trimmed": trimmed}
+    counts = {
+        "supervised": supervised,
+        "tokens": tokens,
+        "trimmed": trimmed,
+        "transitions": transitions,
+    }
+    return loss, grad_norm, counts
