@@ -17,7 +17,9 @@ include: "rules/dm.smk"
 include: "rules/qwen.smk"
 include: "rules/evaluate.smk"
 include: "rules/aggregate.smk"
+include: "rules/curves.smk"
 include: "rules/publish.smk"
+include: "rules/export.smk"
 
 
 onstart:
@@ -41,3 +43,5 @@ rule all:
         "results/scores.json",
         "results/plots/normalized_scores.png",
         "results/plots/expert_curves.png",
+        # Learning curves, when a model publishes snapshots (<model>.snapshot_every).
+        CURVE_OUTPUTS if CURVE_FOLDERS else [],

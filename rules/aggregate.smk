@@ -3,10 +3,9 @@ import shlex
 from workflow_scripts.experts.layout import ExpertFiles
 from workflow_scripts.provenance import code_sha256
 
-# Every per-seed evaluation of the configured models, envs and seeds.
-EVALUATION_RECORDS = expand(
-    "results/eval/{model}/{env}/seed{seed}.json", model=MODELS, env=ENVS, seed=SEEDS
-)
+# What the table averages, by evaluation.protocol: the final model's per-seed records, or
+# the last snapshots' curve records (inside their folders, the jobs' outputs).
+TABLE_EVALUATIONS = table_records()
 # Column names of the models: config[model]["display_name"], else the model key.
 DISPLAY_NAMES = {
     model: config.get(model, {}).get("display_name", model) for model in MODELS
@@ -20,7 +19,7 @@ DISPLAY_NAME_FLAGS = " ".join(
 rule aggregate:
     """Mean normalized score per env and model, Welch's t-test, bolding; CSV and Markdown."""
     input:
-        records=EVALUATION_RECORDS,
+        evaluations=TABLE_EVALUATIONS["folders"] or TABLE_EVALUATIONS["records"],
         experts=expand(ExpertFiles.of("{env}").summary, env=ENVS),
     output:
         csv=report(
@@ -44,13 +43,14 @@ rule aggregate:
     params:
         # The stage's code and the package modules it imports: editing them reruns it.
         code=code_sha256("workflow_scripts.aggregate"),
+        records=TABLE_EVALUATIONS["records"],
+        protocol=evaluation_flags(),
         models=MODELS,
         envs=ENVS,
-        seeds=SEEDS,
         display_names=DISPLAY_NAME_FLAGS,
     shell:
-        "python -m workflow_scripts.aggregate --records {input.records:q}"
-        " --models {params.models} --envs {params.envs:q} --seeds {params.seeds}"
+        "python -m workflow_scripts.aggregate --records {params.records:q}"
+        " --models {params.models} --envs {params.envs:q} {params.protocol}"
         " {params.display_names} --expert-summaries {input.experts:q}"
         " --table-csv {output.csv:q} --table-md {output.md:q}"
         " > {log:q} 2>&1"
@@ -59,7 +59,7 @@ rule aggregate:
 rule plots:
     """Per-env normalized scores against the paper; all envs' expert training curves."""
     input:
-        records=EVALUATION_RECORDS,
+        evaluations=TABLE_EVALUATIONS["folders"] or TABLE_EVALUATIONS["records"],
         monitors=expand(ExpertFiles.of("{env}").monitor, env=ENVS),
         baselines=expand("results/baselines/{env}.json", env=ENVS),
         datasets=expand("results/datasets/{env}.h5", env=ENVS),
@@ -85,15 +85,16 @@ rule plots:
     params:
         # The stage's code and the package modules it imports: editing them reruns it.
         code=code_sha256("workflow_scripts.plots"),
+        records=TABLE_EVALUATIONS["records"],
+        protocol=evaluation_flags(),
         models=MODELS,
         envs=ENVS,
-        seeds=SEEDS,
         display_names=DISPLAY_NAME_FLAGS,
     shell:
-        "python -m workflow_scripts.plots --records {input.records:q}"
+        "python -m workflow_scripts.plots --records {params.records:q}"
         " --monitors {input.monitors:q} --baselines {input.baselines:q}"
         " --datasets {input.datasets:q} --models {params.models}"
-        " --envs {params.envs:q} --seeds {params.seeds} {params.display_names}"
+        " --envs {params.envs:q} {params.protocol} {params.display_names}"
         " --scores-png {output.scores:q} --curves-png {output.curves:q} > {log:q} 2>&1"
 
 

@@ -4,6 +4,14 @@ import re
 
 from workflow_scripts.config import expert_recipe, validate_config
 from workflow_scripts.qwen.settings import BASE_MODEL_FOLDER, hub_model_id
+from workflow_scripts.snapshots import (
+    CURVE_RECORD,
+    SNAPSHOT_FOLDER,
+    curve_seeds,
+    kept_snapshot_steps,
+    snapshot_steps,
+    table_snapshot_steps,
+)
 
 # Schema, expert overrides against their algorithm, each model section's cross-key rules;
 # text given for numbers (nested --config values) is read as numbers, in place.
@@ -12,12 +20,21 @@ validate_config(config)
 ENVS = list(config["envs"])
 MODELS = list(config["models"])
 SEEDS = list(config["evaluation"]["seeds"])
+PROTOCOL = config["evaluation"]["protocol"]
+CURVES = config["evaluation"]["curves"]
+# The final protocol's per-seed evaluations of every configured model, env and seed.
+EVALUATION_RECORDS = expand(
+    "results/eval/{model}/{env}/seed{seed}.json", model=MODELS, env=ENVS, seed=SEEDS
+)
+# Snapshot steps per model (an empty list for a model with snapshot_every 0).
+SNAPSHOT_STEPS = {model: snapshot_steps(config[model]) for model in MODELS}
 
 
 wildcard_constraints:
     env="|".join(re.escape(env) for env in ENVS),
     model="|".join(MODELS) if MODELS else "(?!)",
     seed=r"\d+",
+    step=r"\d+",
 
 
 def recipe(env):
@@ -57,6 +74,79 @@ def evaluation_device(wildcards):
 def training_resource(model, name):
     """Job size of a model's training (config <model>.resources.<name>)."""
     return lambda wildcards: config[model]["resources"][name]
+
+
+def snapshot_outputs(model):
+    """The snapshot folders a model's training job publishes; those older than the newest
+    <model>.keep_snapshots are temp: Snakemake deletes them once their curves exist."""
+    kept = set(kept_snapshot_steps(config[model]))
+    folders = {
+        step: SNAPSHOT_FOLDER.format(model=model, step=step)
+        for step in snapshot_steps(config[model])
+    }
+    return [
+        directory(folder) if step in kept else temp(directory(folder))
+        for step, folder in folders.items()
+    ]
+
+
+def curve_folder(model, step):
+    """One snapshot's curve evaluations: {env}/seed{seed}.json for every env and its seeds."""
+    return f"results/curves/{model}/step{step}"
+
+
+def curve_records(model, steps):
+    """The per-seed records inside the curve folders of ``model``'s snapshots ``steps``."""
+    return [
+        CURVE_RECORD.format(model=model, step=step, env=env, seed=seed)
+        for step in steps
+        for env in ENVS
+        for seed in curve_seeds(config[model], CURVES, step)
+    ]
+
+
+def curve_resource(name):
+    """Per-model job size of one snapshot's evaluation (evaluation.curves.resources)."""
+    return lambda wildcards: CURVES["resources"][wildcards.model][name]
+
+
+def curve_device(wildcards):
+    """evaluation.device; auto is the CPU when the curve job asks for no GPU."""
+    device = config["evaluation"]["device"]
+    if device == "auto" and not CURVES["resources"][wildcards.model]["gpu"]:
+        return "cpu"
+    return device
+
+
+def episode_caps(wildcards):
+    """``--max-episode-steps ENV=N`` for every env the config caps (as the baseline's)."""
+    caps = [
+        f"{env}={recipe(env)['max_episode_steps']}"
+        for env in ENVS
+        if recipe(env)["max_episode_steps"]
+    ]
+    return f"--max-episode-steps {' '.join(caps)}" if caps else ""
+
+
+def table_records():
+    """The per-seed records results/table.csv averages, by evaluation.protocol: the final
+    model's seeds, or the last snapshots' curve evaluations (with their folders as inputs).
+    """
+    if PROTOCOL == "final":
+        return {"records": EVALUATION_RECORDS, "folders": []}
+    records, folders = [], []
+    for model in MODELS:
+        steps = table_snapshot_steps(config[model], config["evaluation"])
+        records += curve_records(model, steps)
+        folders += [curve_folder(model, step) for step in steps]
+    return {"records": records, "folders": folders}
+
+
+def evaluation_flags():
+    """The table's protocol as flags of the stages that read per-seed records."""
+    if PROTOCOL == "final":
+        return f"--protocol final --seeds {' '.join(map(str, SEEDS))}"
+    return f"--protocol last_evaluations --last-evaluations {config['evaluation']['last_evaluations']}"
 
 
 def qwen_base_model(wildcards):

@@ -1,5 +1,6 @@
 """Decision Model (DM-0.012B): one multi-task model trained on every env's dataset."""
 
+from pathlib import Path
 from workflow_scripts.dm.settings import flags_from_config as dm_train_flags
 from workflow_scripts.provenance import code_sha256
 
@@ -12,7 +13,9 @@ rule train_dm:
     input:
         datasets=expand("results/datasets/{env}.h5", env=ENVS),
     output:
-        directory("results/models/dm/final"),
+        final=directory("results/models/dm/final"),
+        # Published when the run completes (staged beside the checkpoints until then).
+        snapshots=snapshot_outputs("dm"),
     log:
         "logs/dm/train.log",
     benchmark:
@@ -38,9 +41,12 @@ rule train_dm:
         ),
         checkpoint_dir="results/models/dm/checkpoints",
         tensorboard_dir="logs/dm/tensorboard",
+        # Where the snapshots are published: beside the final model.
+        snapshot_dir=lambda wildcards, output: Path(output.final).parent / "snapshots",
     shell:
         "python -m workflow_scripts.launch --cpu-processes {params.cpu_processes}"
         " --threads {threads} workflow_scripts.train_dm"
         " --datasets {input.datasets:q} {params.flags}"
         " --checkpoint-dir {params.checkpoint_dir:q}"
-        " --tensorboard-dir {params.tensorboard_dir:q} --output {output:q} > {log:q} 2>&1"
+        " --tensorboard-dir {params.tensorboard_dir:q} --snapshot-dir {params.snapshot_dir:q}"
+        " --output {output.final:q} > {log:q} 2>&1"

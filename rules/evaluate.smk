@@ -2,7 +2,9 @@ from workflow_scripts.provenance import code_sha256
 
 
 rule evaluate:
-    """One evaluation episode of a trained model on one env and seed (argmax / greedy)."""
+    """One evaluation episode of the final model on one env and seed (argmax / greedy), for
+    the final protocol; snapshots are evaluated by evaluate_snapshot (rules/curves.smk).
+    """
     input:
         model="results/models/{model}/final",
         baseline="results/baselines/{env}.json",
@@ -31,8 +33,10 @@ rule evaluate:
         # baseline: normalized scores compare episodes of the same length.
         cap=lambda wildcards: cap_flag(wildcards.env),
         device=evaluation_device,
+        out_of_bounds=config["evaluation"]["out_of_bounds_actions"],
     shell:
         "HF_HUB_OFFLINE=1 python -m workflow_scripts.evaluate --model {wildcards.model}"
         " --model-dir {input.model:q} --env {wildcards.env:q} --seed {wildcards.seed}"
         " --baseline {input.baseline:q} --dataset {input.dataset:q} {params.cap}"
-        " --device {params.device} --threads {threads} --output {output:q} > {log:q} 2>&1"
+        " --out-of-bounds {params.out_of_bounds} --device {params.device}"
+        " --threads {threads} --output {output:q} > {log:q} 2>&1"

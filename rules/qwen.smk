@@ -1,5 +1,6 @@
 """Qwen3 supervised fine-tuning: per-env context budgets, then one multi-task model."""
 
+from pathlib import Path
 from shlex import quote
 
 from workflow_scripts.provenance import code_sha256
@@ -76,7 +77,9 @@ rule train_qwen:
         budgets="results/models/qwen/budgets.json",
         base=qwen_base_model,
     output:
-        directory("results/models/qwen/final"),
+        final=directory("results/models/qwen/final"),
+        # Published when the run completes (staged beside the checkpoints until then).
+        snapshots=snapshot_outputs("qwen"),
     log:
         "logs/qwen/train.log",
     benchmark:
@@ -102,10 +105,13 @@ rule train_qwen:
         ),
         checkpoint_dir="results/models/qwen/checkpoints",
         tensorboard_dir="logs/qwen/tensorboard",
+        # Where the snapshots are published: beside the final model.
+        snapshot_dir=lambda wildcards, output: Path(output.final).parent / "snapshots",
     shell:
         # Offline: the weights are a local folder; every rank fetching them would not be.
         "HF_HUB_OFFLINE=1 python -m workflow_scripts.launch --cpu-processes {params.cpu_processes}"
         " --threads {threads} workflow_scripts.train_qwen"
         " --datasets {input.datasets:q} --budgets {input.budgets:q} {params.flags}"
         " --checkpoint-dir {params.checkpoint_dir:q}"
-        " --tensorboard-dir {params.tensorboard_dir:q} --output {output:q} > {log:q} 2>&1"
+        " --tensorboard-dir {params.tensorboard_dir:q} --snapshot-dir {params.snapshot_dir:q}"
+        " --output {output.final:q} > {log:q} 2>&1"

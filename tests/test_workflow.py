@@ -32,7 +32,8 @@ def test_reproduction_config_plans_the_eight_envs(repo_root, tmp_path):
     counts = job_counts(result.stdout)
     for rule in ("hyperparams", "train_expert", "baseline", "rollout"):
         assert counts[rule] == 8, (rule, counts)
-    assert counts["train_dm"] == 1 and counts["evaluate"] == 80
+    assert counts["train_dm"] == 1 and counts["evaluate"] == 80  # the final protocol
+    assert counts["evaluate_snapshot"] == 8 and counts["curves"] == 1  # its learning curve
     assert "train_qwen" not in counts
 
 
@@ -43,7 +44,7 @@ TINY_DATA_CONFIG = {
     "expert_training": {"checkpoint_every": 1024, "eval_episodes": 1},
     "baseline": {"n_episodes": 5},
     "dataset": {"n_transitions": 2000, "n_envs": 4},
-    "evaluation": {"seeds": [0, 1]},
+    "evaluation": {"protocol": "final", "seeds": [0, 1]},
 }
 
 

@@ -133,6 +133,105 @@ def load_scores(
     return loaded
 
 
+def load_last_evaluations(
+    records: Sequence[str | os.PathLike],
+    models: Sequence[str],
+    envs: Sequence[str],
+    n_evaluations: int,
+) -> dict[tuple[str, str], SeedScores]:
+    """The paper's protocol: per model and env, the last ``n_evaluations`` periodic
+    evaluations, each one episode with its own seed; ``(model, env) → SeedScores`` oldest
+    first.
+
+    The records are snapshot evaluations (``results/curves/``; each names its snapshot's
+    step). Newest first by (step, seed), a seed already taken is skipped, so the chosen
+    evaluations are the newest with distinct seeds. A record of another model or env, one
+    without a step, a model and env with fewer than ``n_evaluations`` distinct seeds, or a
+    non-finite score raises ValueError naming it.
+    """
+    found: dict[tuple[str, str], list[tuple[int, int, dict[str, Any]]]] = {
+        (model, env_id): [] for model in models for env_id in envs
+    }
+    for path in map(Path, records):
+        record = _read_record(path)
+        key = (record.get("model"), record.get("env_id"))
+        step = (record.get("snapshot") or {}).get("step")
+        if key not in found:
+            raise ValueError(
+                f"{path}: holds model {key[0]!r}, env {key[1]!r}, which are not among the "
+                "configured models and envs"
+            )
+        if not isinstance(step, int):
+            raise ValueError(
+                f"{path}: no snapshot step; the last_evaluations protocol reads "
+                "snapshot evaluations (results/curves/)"
+            )
+        score = record.get("normalized_score")
+        if not isinstance(score, (int, float)) or not math.isfinite(score):
+            raise ValueError(f"{path}: normalized_score is {score!r}, not a finite number")
+        found[key].append((step, int(record["seed"]), record))
+    loaded = {}
+    for (model, env_id), evaluations in found.items():
+        chosen: dict[int, tuple[int, dict[str, Any]]] = {}
+        for step, seed, record in sorted(evaluations, key=lambda item: item[:2], reverse=True):
+            if seed not in chosen and len(chosen) < n_evaluations:
+                chosen[seed] = step, record
+        if len(chosen) < n_evaluations:
+            raise ValueError(
+                f"model {model}, env {env_id}: {len(chosen)} evaluations with distinct seeds "
+                f"among the records given, the last_evaluations protocol needs {n_evaluations}"
+            )
+        entry = SeedScores(seeds=[], scores=[])
+        for seed, (_, record) in sorted(chosen.items(), key=lambda item: (item[1][0], item[0])):
+            entry.seeds.append(seed)
+            entry.scores.append(float(record["normalized_score"]))
+            if record.get("failure"):
+                entry.failures.append(record["failure"].get("reason", "unknown"))
+        loaded[model, env_id] = entry
+    return loaded
+
+
+@dataclass(frozen=True)
+class TableProtocol:
+    """Which per-seed evaluations the table averages (config ``evaluation.protocol``).
+
+    ``final``: one episode of the final model per seed in ``seeds`` (results/eval/).
+    ``last_evaluations``: the paper's "last 10 evaluations", per model and env the newest
+    ``n_evaluations`` snapshot evaluations with distinct seeds (results/curves/).
+    """
+
+    name: str = "final"
+    seeds: tuple[int, ...] = ()
+    n_evaluations: int = 10
+
+    def __post_init__(self) -> None:
+        if self.name not in ("final", "last_evaluations"):
+            raise ValueError(f"protocol {self.name!r}: expected final or last_evaluations")
+        if self.name == "final" and not self.seeds:
+            raise ValueError("the final protocol needs at least one seed")
+
+    def load(
+        self, records: Sequence[str | os.PathLike], models: Sequence[str], envs: Sequence[str]
+    ) -> dict[tuple[str, str], SeedScores]:
+        """``(model, env) → SeedScores`` of the evaluations this protocol names."""
+        if self.name == "final":
+            return load_scores(records, models, envs, self.seeds)
+        return load_last_evaluations(records, models, envs, self.n_evaluations)
+
+    def description(self) -> str:
+        """What one cell of the table is the mean of, for the note under it."""
+        if self.name == "final":
+            seed_text = ", ".join(str(seed) for seed in self.seeds)
+            return (
+                f"mean over {len(self.seeds)} independent episodes of the final model per env "
+                f"(seeds {seed_text})"
+            )
+        return (
+            f"mean over the last {self.n_evaluations} periodic evaluations per env, each one "
+            "episode with its own seed, on the last snapshots (the paper's protocol)"
+        )
+
+
 def _read_record(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"missing per-seed evaluation {path}; run: snakemake {path}")
@@ -289,7 +388,7 @@ def table_markdown(
     table: pd.DataFrame,
     models: Sequence[str],
     display_names: dict[str, str],
-    seeds: Sequence[int],
+    protocol: TableProtocol,
     verdicts: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     """``table`` laid out as the paper's table: our means (bold where significant), the
@@ -323,12 +422,10 @@ def table_markdown(
             cells.append("" if math.isnan(row["p_value"]) else f"{row['p_value']:.3g}")
         cells += [_format_percent(row[f"paper_{model}"]) for model in paper_models]
         lines.append("| " + " | ".join(cells) + " |")
-    seed_text = ", ".join(str(seed) for seed in seeds)
     notes = [
         "",
-        f"Normalized score 100·(score − random)/(expert − random), mean over {len(seeds)} "
-        f"independent episodes per env (seeds {seed_text}); Average: mean over the "
-        f"{len(table) - 1} envs shown.",
+        f"Normalized score 100·(score − random)/(expert − random), {protocol.description()}; "
+        f"Average: mean over the {len(table) - 1} envs shown.",
     ]
     notes.append(iqm_note(table, models, names))
     if len(models) == 2:
@@ -369,16 +466,17 @@ def write_tables(
     records: Sequence[str | os.PathLike],
     models: Sequence[str],
     envs: Sequence[str],
-    seeds: Sequence[int],
+    protocol: TableProtocol,
     table_csv: str | os.PathLike,
     table_md: str | os.PathLike,
     display_names: dict[str, str] | None = None,
     expert_summaries: Sequence[str | os.PathLike] = (),
 ) -> pd.DataFrame:
-    """Load the per-seed records, build the table, write both files atomically."""
-    if not models or not envs or not seeds:
-        raise ValueError("aggregate needs at least one model, one env and one seed")
-    scores = load_scores(records, models, envs, seeds)
+    """Load the per-seed records the protocol names, build the table, write both files
+    atomically."""
+    if not models or not envs:
+        raise ValueError("aggregate needs at least one model and one env")
+    scores = protocol.load(records, models, envs)
     table = build_table(scores, models, envs)
     verdicts = read_expert_verdicts(expert_summaries)
     if verdicts:
@@ -387,7 +485,7 @@ def write_tables(
         ]
     with atomic_path(table_csv, suffix=".csv") as tmp:
         table.to_csv(tmp, index=False)
-    markdown = table_markdown(table, models, display_names or {}, seeds, verdicts)
+    markdown = table_markdown(table, models, display_names or {}, protocol, verdicts)
     with atomic_path(table_md, suffix=".md") as tmp:
         tmp.write_text(markdown)
     return table
@@ -410,12 +508,27 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
         "--records",
         nargs="+",
         required=True,
-        help="the per-seed evaluations (results/eval/{model}/{env}/seed{seed}.json), one per "
-        "model, env and seed",
+        help="the per-seed evaluations: results/eval/{model}/{env}/seed{seed}.json, one per "
+        "model, env and seed (final), or the last snapshots' results/curves/ records "
+        "(last_evaluations)",
     )
     parser.add_argument("--models", nargs="+", required=True, help="model keys, e.g. dm qwen")
     parser.add_argument("--envs", nargs="+", required=True, help="Gymnasium env ids")
-    parser.add_argument("--seeds", nargs="+", type=int, required=True, help="evaluation seeds")
+    parser.add_argument(
+        "--protocol",
+        choices=("final", "last_evaluations"),
+        default="final",
+        help="which evaluations the table averages (config evaluation.protocol)",
+    )
+    parser.add_argument(
+        "--seeds", nargs="+", type=int, default=[], help="the final protocol's seeds"
+    )
+    parser.add_argument(
+        "--last-evaluations",
+        type=int,
+        default=10,
+        help="the last_evaluations protocol's number of evaluations per env",
+    )
     parser.add_argument(
         "--display-name",
         action="append",
@@ -423,6 +536,11 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MODEL=NAME",
         help="the name a model is shown by in tables and figures (default: its key)",
     )
+
+
+def protocol_from_arguments(args: argparse.Namespace) -> TableProtocol:
+    """The protocol the ``--protocol``, ``--seeds`` and ``--last-evaluations`` flags name."""
+    return TableProtocol(args.protocol, tuple(args.seeds), args.last_evaluations)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -441,7 +559,7 @@ def main(argv: list[str] | None = None) -> None:
         args.records,
         args.models,
         args.envs,
-        args.seeds,
+        protocol_from_arguments(args),
         args.table_csv,
         args.table_md,
         display_names=parse_display_names(args.display_name),

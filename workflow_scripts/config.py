@@ -34,6 +34,7 @@ from workflow_scripts.algorithms import (  # noqa: F401  (re-exported for the st
 from workflow_scripts.dm.settings import cross_key_problems as dm_problems
 from workflow_scripts.envs import UnknownEnvError, check_env_id
 from workflow_scripts.qwen.settings import cross_key_problems as qwen_problems
+from workflow_scripts.snapshots import protocol_problems
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
@@ -92,6 +93,7 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         problems += dm_problems(config["dm"], config["dataset"]["n_transitions"])
     if "qwen" in config:
         problems += qwen_problems(config["qwen"])
+    problems += protocol_problems(config)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return config

@@ -303,11 +303,43 @@ def evaluate_model_seed(
 ) -> dict[str, Any]:
     """Load ``model``'s policy for ``env_id``, run seed ``seed``, write the per-seed JSON.
 
+    One seed of :func:`evaluate_model_seeds`, which documents the arguments and the record.
+    """
+    (record,) = evaluate_model_seeds(
+        model, model_dir, env_id, [seed], baseline_path, dataset_path, [output_path],
+        max_episode_steps, device, policy_module, out_of_bounds,
+    )  # fmt: skip
+    return record
+
+
+def evaluate_model_seeds(
+    model: str,
+    model_dir: str | os.PathLike,
+    env_id: str,
+    seeds: list[int],
+    baseline_path: str | os.PathLike,
+    dataset_path: str | os.PathLike,
+    output_paths: list[str | os.PathLike],
+    max_episode_steps: int | None = None,
+    device: str = "auto",
+    policy_module: str | None = None,
+    out_of_bounds: str = "clip",
+    extra: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Load ``model``'s policy for ``env_id`` once, run one episode per seed, write each
+    seed's JSON to the matching ``output_paths`` entry (atomically).
+
     ``out_of_bounds`` is the rule for finite Box values beyond the bounds ("clip" or
-    "fail", see :func:`check_action`); it is checked before the model loads. The record carries provenance: the model folder's hash, the baseline file's hash, the
-    dataset attributes' hash, package versions, device and wall time. Written atomically.
+    "fail", see :func:`check_action`); it is checked before the model loads. Before each
+    episode numpy and torch are seeded with the episode's seed, so a seed's record is the
+    same whether it ran alone or after others. The record carries provenance: the model
+    folder's hash, the baseline file's hash, the dataset attributes' hash, package
+    versions, device, the load time (once per call) and the wall time of load plus
+    episode; ``extra`` (e.g. a snapshot's progress) is added as is.
     """
     _require_rule(out_of_bounds)
+    if len(seeds) != len(output_paths):
+        raise ValueError(f"{len(seeds)} seeds but {len(output_paths)} output paths")
     start = time.perf_counter()
     baseline = read_baseline(baseline_path, env_id)
     dataset_info = read_info(dataset_path, env_id=env_id)
@@ -322,18 +354,7 @@ def evaluate_model_seed(
     device = resolve_device(device)
     policy = load_model_policy(model, model_dir, env_id, device, policy_module)
     load_time = time.perf_counter() - start
-    record = evaluate_policy(
-        policy,
-        env_id,
-        seed,
-        random_score=float(baseline["mean_return"]),
-        expert_score=dataset_info.expert_mean_return,
-        max_episode_steps=max_episode_steps,
-        out_of_bounds=out_of_bounds,
-    )
-    record = {
-        "model": model,
-        **record,
+    provenance = {
         "model_dir": str(model_dir),
         # The model itself (weights, config, card), not its training log of wall-clock times.
         "model_sha256": sha256_tree(model_dir, exclude=("training.json",)),
@@ -342,12 +363,51 @@ def evaluate_model_seed(
         "dataset": str(dataset_path),
         "dataset_attrs_sha256": sha256_json(dataset_info.attrs),
         "device": device,
-        "load_time_s": load_time,
-        "wall_time_s": time.perf_counter() - start,
-        "versions": package_versions(),
     }
-    write_json(output_path, record)
-    return record
+    records = []
+    for seed, output_path in zip(seeds, output_paths, strict=True):
+        seed_everything(seed)
+        record = evaluate_policy(
+            policy,
+            env_id,
+            seed,
+            random_score=float(baseline["mean_return"]),
+            expert_score=dataset_info.expert_mean_return,
+            max_episode_steps=max_episode_steps,
+            out_of_bounds=out_of_bounds,
+        )
+        record = {
+            "model": model,
+            **record,
+            **provenance,
+            "load_time_s": load_time,
+            "wall_time_s": load_time + record["episode_time_s"],
+            "versions": package_versions(),
+            **(extra or {}),
+        }
+        write_json(output_path, record)
+        records.append(record)
+    return records
+
+
+def seed_everything(seed: int) -> None:
+    """Seed numpy and torch: policies act greedily, but any randomness inside one repeats."""
+    import torch
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One log line for a per-seed record: return, length, outcome, score, time."""
+    outcome = "failed: " + record["failure"]["reason"] if record["failure"] else "complete"
+    if record["n_clipped_actions"]:
+        outcome += f", {record['n_clipped_actions']} actions clipped to the bounds"
+    return (
+        f"{record['model']} {record['env_id']} seed {record['seed']}: return "
+        f"{record['return']:.3f} over {record['length']} steps ({outcome}), normalized "
+        f"{record['normalized_score']:.2f}%, {record['wall_time_s']:.1f} s on {record['device']}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -382,9 +442,6 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    # Policies act greedily; seeding anyway makes any randomness inside one repeatable.
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
     record = evaluate_model_seed(
         args.model,
         args.model_dir,
@@ -398,14 +455,7 @@ def main(argv: list[str] | None = None) -> None:
         policy_module=args.policy_module,
         out_of_bounds=args.out_of_bounds,
     )
-    outcome = "failed: " + record["failure"]["reason"] if record["failure"] else "complete"
-    if record["n_clipped_actions"]:
-        outcome += f", {record['n_clipped_actions']} actions clipped to the bounds"
-    print(
-        f"{args.model} {args.env} seed {args.seed}: return {record['return']:.3f} "
-        f"over {record['length']} steps ({outcome}), normalized {record['normalized_score']:.2f}%, "
-        f"{record['wall_time_s']:.1f} s on {record['device']}"
-    )
+    print(describe(record))
 
 
 if __name__ == "__main__":

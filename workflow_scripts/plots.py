@@ -42,11 +42,12 @@ import numpy as np  # noqa: E402
 
 from workflow_scripts.aggregate import (  # noqa: E402
     PAPER_MODELS,
+    TableProtocol,
     add_evaluation_arguments,
     compare_models,
-    load_scores,
     order_models,
     parse_display_names,
+    protocol_from_arguments,
     read_paper_results,
 )
 from workflow_scripts.dataset import read_info  # noqa: E402
@@ -90,7 +91,7 @@ def plot_normalized_scores(
     records: Sequence[str | os.PathLike],
     models: Sequence[str],
     envs: Sequence[str],
-    seeds: Sequence[int],
+    protocol: TableProtocol,
     output_path: str | os.PathLike,
     display_names: dict[str, str] | None = None,
 ) -> None:
@@ -98,7 +99,7 @@ def plot_normalized_scores(
     models = order_models(models)
     names = {model: (display_names or {}).get(model, model) for model in models}
     colors = {model: MODEL_COLORS.get(model, f"C{i + 2}") for i, model in enumerate(models)}
-    scores = load_scores(records, models, envs, seeds)
+    scores = protocol.load(records, models, envs)
     paper = read_paper_results()
     rng = np.random.default_rng(0)  # dot jitter only
     figure, axes = _grid(len(envs), panel_size=(2.6, 2.3))
@@ -155,7 +156,8 @@ def plot_normalized_scores(
     # One row when the grid is wide enough for it, else one entry per line.
     n_legend_columns = len(labels) if len(axes) >= PANEL_COLUMNS else 1
     figure.legend(handles, labels, loc="outside lower center", ncol=n_legend_columns, fontsize=8)
-    heading = f"Normalized score per env over {len(seeds)} seeds (0% random, 100% expert)"
+    n_seeds = len(next(iter(scores.values())).seeds)
+    heading = f"Normalized score per env over {n_seeds} episodes (0% random, 100% expert)"
     if len(models) == 2:
         heading += "; bold label: better model, Welch p < 0.05"
     figure.suptitle(heading, fontsize=10)
@@ -231,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
         args.records,
         args.models,
         args.envs,
-        args.seeds,
+        protocol_from_arguments(args),
         args.scores_png,
         display_names=parse_display_names(args.display_name),
     )

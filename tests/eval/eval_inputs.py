@@ -56,7 +56,12 @@ def write_expert_summary(
 
 
 def write_seed_record(
-    eval_dir: Path, model: str, env_id: str, seed: int, score: float, failure: str | None = None
+    eval_dir: Path,
+    model: str,
+    env_id: str,
+    seed: int,
+    score: float,
+    failure: str | None = None,
 ):
     """A per-seed evaluation record with the keys aggregation reads."""
     path = eval_dir / model / env_id / f"seed{seed}.json"

@@ -14,7 +14,9 @@ from scipy import stats
 from tests.eval.eval_inputs import write_scores, write_seed_record
 from workflow_scripts.aggregate import (
     SeedScores,
+    TableProtocol,
     build_table,
+    load_last_evaluations,
     load_scores,
     read_paper_results,
     write_tables,
@@ -58,7 +60,13 @@ def record_paths(eval_dir, models, envs=ENVS, seeds=SEEDS):
 def tables(tmp_path, eval_dir, models, envs=ENVS, display_names=None):
     records = record_paths(eval_dir, models, envs)
     table = write_tables(
-        records, models, envs, SEEDS, tmp_path / "table.csv", tmp_path / "table.md", display_names
+        records,
+        models,
+        envs,
+        TableProtocol("final", tuple(SEEDS)),
+        tmp_path / "table.csv",
+        tmp_path / "table.md",
+        display_names,
     )
     return table, pd.read_csv(tmp_path / "table.csv"), (tmp_path / "table.md").read_text()
 
@@ -292,3 +300,42 @@ def test_cli_missing_file_exits_with_its_name(tmp_path, eval_dir):
     completed = subprocess.run(command, capture_output=True, text=True)
     assert completed.returncode != 0
     assert str(eval_dir / "dm" / "CartPole-v1" / "seed9.json") in completed.stderr
+
+
+def _snapshot_record(folder, model, env_id, step, seed, score):
+    path = folder / model / f"step{step}" / env_id / f"seed{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"model": model, "env_id": env_id, "seed": seed, "snapshot": {"step": step}}
+    path.write_text(json.dumps(record | {"normalized_score": score, "failure": None}))
+    return path
+
+
+def test_last_evaluations_are_the_newest_with_distinct_seeds(tmp_path):
+    # Steps 100..500 with seeds 1000+2i, 1001+2i; step 600 repeats seed 1008 of step 500.
+    plan = {step: [1000 + 2 * i, 1001 + 2 * i] for i, step in enumerate(range(100, 600, 100))}
+    plan[600] = [1008, 1010]
+    records = [
+        _snapshot_record(tmp_path, "dm", "CartPole-v1", step, seed, step + seed / 10000)
+        for step, seeds in plan.items()
+        for seed in seeds
+    ]
+    chosen = load_last_evaluations(records[::-1], ["dm"], ["CartPole-v1"], 4)["dm", "CartPole-v1"]
+    # Newest first: 600/1010, 600/1008, 500/1009, (500/1008: seed taken), 400/1007.
+    assert chosen.seeds == [1007, 1009, 1008, 1010]
+    assert chosen.scores == [400.1007, 500.1009, 600.1008, 600.101]
+    with pytest.raises(ValueError, match="11 evaluations with distinct seeds.*needs 12"):
+        load_last_evaluations(records, ["dm"], ["CartPole-v1"], 12)
+
+
+def test_last_evaluations_table_says_so_and_refuses_final_records(tmp_path, eval_dir):
+    records = [
+        _snapshot_record(tmp_path / "curves", "dm", env_id, step, seed, 50.0 + seed % 7)
+        for env_id in ENVS
+        for step, seed in ((100, 1), (200, 2), (300, 3))
+    ]
+    protocol = TableProtocol("last_evaluations", n_evaluations=3)
+    write_tables(records, ["dm"], ENVS, protocol, tmp_path / "t.csv", tmp_path / "t.md")
+    assert "the last 3 periodic evaluations per env" in (tmp_path / "t.md").read_text()
+    final_records = record_paths(eval_dir, ["dm"], ENVS)
+    with pytest.raises(ValueError, match="no snapshot step"):
+        write_tables(final_records, ["dm"], ENVS, protocol, tmp_path / "t.csv", tmp_path / "t.md")

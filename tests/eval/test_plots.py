@@ -9,6 +9,7 @@ import pytest
 
 from tests.eval.eval_inputs import write_baseline, write_scores, write_seed_record
 from tests.support.datasets import write_dataset
+from workflow_scripts.aggregate import TableProtocol
 from workflow_scripts.plots import plot_expert_curves, plot_normalized_scores
 
 ENVS = ["CartPole-v1", "Pendulum-v1", "FrozenLake-v1"]
@@ -60,7 +61,12 @@ def records(results, models=("dm", "qwen")):
 def test_normalized_score_panels(results, models):
     output = results / "plots" / "normalized_scores.png"
     plot_normalized_scores(
-        records(results, models), models, ENVS, [0, 1, 2, 3], output, {"dm": "DM"}
+        records(results, models),
+        models,
+        ENVS,
+        TableProtocol("final", (0, 1, 2, 3)),
+        output,
+        {"dm": "DM"},
     )
     height, width, _ = matplotlib.image.imread(output).shape
     assert width > height > 200  # three panels side by side

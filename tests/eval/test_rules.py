@@ -15,9 +15,11 @@ import yaml
 from tests.eval.eval_inputs import write_baseline, write_expert_summary, write_seed_record
 from tests.support.datasets import write_dataset
 from tests.support.workflow import copy_workflow, job_counts, snakemake
+from workflow_scripts.config import load_config
+from workflow_scripts.snapshots import curve_seeds
 
 
-def test_paper_config_plans_every_evaluation(repo_root, tmp_path):
+def test_paper_config_plans_every_snapshot_evaluation(repo_root, tmp_path):
     result = snakemake(
         repo_root, "all", "-n", "-d", tmp_path, "-s", repo_root / "Snakefile",
         "--configfile", repo_root / "config.yaml",
@@ -26,8 +28,29 @@ def test_paper_config_plans_every_evaluation(repo_root, tmp_path):
     counts = job_counts(result.stdout)
     config = yaml.safe_load((repo_root / "config.yaml").read_text())
     assert len(config["envs"]) == 20 and config["models"] == ["dm", "qwen"]
-    assert counts["evaluate"] == 20 * 2 * len(config["evaluation"]["seeds"]) == 400
-    assert counts["aggregate"] == 1 and counts["plots"] == 1
+    # The paper's protocol: the table reads the last snapshots' curve evaluations, one job
+    # per snapshot (every env and seed); no final-model evaluation jobs.
+    assert config["evaluation"]["protocol"] == "last_evaluations"
+    snapshots = {
+        model: config[model]["max_steps"] // config[model]["snapshot_every"]
+        for model in ("dm", "qwen")
+    }
+    assert snapshots == {"dm": 40, "qwen": 20}
+    assert counts["evaluate_snapshot"] == 60 and "evaluate" not in counts
+    assert counts["aggregate"] == counts["plots"] == counts["curves"] == 1
+    for model, step in (("dm", 200000), ("qwen", 36000), ("dm", 5000)):
+        assert f"results/curves/{model}/step{step}" in result.stdout
+
+
+def test_final_protocol_plans_one_job_per_seed(repo_root, tmp_path):
+    (tmp_path / "final.yaml").write_text("evaluation: {protocol: final}\n")
+    result = snakemake(
+        repo_root, "results/table.csv", "-n", "-d", tmp_path, "-s", repo_root / "Snakefile",
+        "--configfile", repo_root / "config.yaml", tmp_path / "final.yaml",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = job_counts(result.stdout)
+    assert counts["evaluate"] == 20 * 2 * 10 == 400 and "evaluate_snapshot" not in counts
 
 
 def planned_outputs(output: str) -> list[str]:
@@ -50,25 +73,46 @@ def finished_demo(repo_root, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("demo")
     copy_workflow(workdir)
     demo = ["--configfile", "config.demo.yaml"]
-    plan = snakemake(workdir, "-n", "--forceall", "all", *demo)
-    assert plan.returncode == 0, plan.stdout + plan.stderr
-    config = yaml.safe_load((workdir / "config.yaml").read_text())
-    config.update(yaml.safe_load((workdir / "config.demo.yaml").read_text()))
+    (workdir / "final.yaml").write_text("evaluation: {protocol: final}\n")
+    outputs = []  # the demo's (the paper's protocol), then the final protocol's records
+    for overlay in ([], ["final.yaml"]):
+        plan = snakemake(workdir, "-n", "--forceall", "all", *demo, *overlay)
+        assert plan.returncode == 0, plan.stdout + plan.stderr
+        outputs += [path for path in planned_outputs(plan.stdout) if path not in outputs]
+    config = load_config(workdir / "config.yaml", workdir / "config.demo.yaml")
     envs, models = config["envs"], config["models"]
     seeds = config["evaluation"]["seeds"]
     rng = np.random.default_rng(0)
     start = 1_700_000_000
-    for index, path in enumerate(planned_outputs(plan.stdout)):
+    for index, path in enumerate(outputs):
         target = workdir / path
         target.parent.mkdir(parents=True, exist_ok=True)
         if path.startswith(
-            ("results/table", "results/plots", "results/comparison", "results/scores")
+            (
+                "results/table",
+                "results/plots",
+                "results/comparison",
+                "results/scores",
+                "results/curves.",
+            )
         ):
             continue
         kind, rest = re.fullmatch(r"results/(\w+)/(.+)", path).groups()
-        if kind == "models" and rest.endswith("final"):
+        if kind == "models" and re.search(r"(final|snapshots/step\d+)$", rest):
             target.mkdir(exist_ok=True)
             (target / "config.json").write_text("{}")
+        elif kind == "curves":
+            model, step = re.fullmatch(r"(\w+)/step(\d+)", rest).groups()
+            for env_id in envs:
+                for seed in curve_seeds(config[model], config["evaluation"]["curves"], int(step)):
+                    record = target / env_id / f"seed{seed}.json"
+                    record.parent.mkdir(parents=True, exist_ok=True)
+                    progress = {"step": int(step), "train_hours": int(step) / 1e4}
+                    score = float(rng.normal(int(step) / 40, 5))
+                    record.write_text(json.dumps({
+                        "model": model, "env_id": env_id, "seed": seed, "snapshot": progress,
+                        "normalized_score": score, "failure": None,
+                    }))  # fmt: skip
         elif kind == "baselines":
             env_id = Path(rest).stem
             write_baseline(target, env_id, 10.0, None)
@@ -99,7 +143,7 @@ def test_table_plots_and_report_over_demo_results(finished_demo):
     workdir, demo, envs, models, seeds = finished_demo
     plan = snakemake(workdir, "-n", "all", *demo)
     assert job_counts(plan.stdout) == {
-        "aggregate": 1, "compare": 1, "reference_scores": 1, "plots": 1, "all": 1,
+        "aggregate": 1, "compare": 1, "reference_scores": 1, "plots": 1, "curves": 1, "all": 1,
     }  # fmt: skip
 
     run = snakemake(workdir, "--cores", "1", "all", *demo)
@@ -117,6 +161,10 @@ def test_table_plots_and_report_over_demo_results(finished_demo):
     assert lines[0].endswith(",expert_quality") and lines[1].endswith(",below")
     comparison = (workdir / "results/comparison.md").read_text()
     assert all(f"| {env_id} |" in comparison for env_id in envs)
+    # The paper's protocol: the last 10 evaluations, here 2 seeds at each of 5 snapshots.
+    assert "the last 10 periodic evaluations per env" in table
+    curves = (workdir / "results/curves.csv").read_text().splitlines()
+    assert len(curves) == 1 + 2 * 5  # header, 5 snapshots of each model
 
     report = snakemake(workdir, "--report", "results/report.html", *demo)
     assert report.returncode == 0, report.stdout + report.stderr
@@ -142,8 +190,9 @@ def test_deleted_per_seed_file_is_rebuilt_before_the_table_is_remade(finished_de
     record = workdir / f"results/eval/{models[-1]}/{envs[-1]}/seed{seeds[0]}.json"
     saved = record.read_text()
     record.unlink()
+    final = [*demo, "final.yaml"]  # the final protocol's table reads results/eval/
     try:
-        plan = snakemake(workdir, "-n", "results/table.csv", "-R", "aggregate", *demo)
+        plan = snakemake(workdir, "-n", "results/table.csv", "-R", "aggregate", *final)
         assert job_counts(plan.stdout) == {"evaluate": 1, "aggregate": 1}, plan.stdout
         assert f"seed{seeds[0]}.json" in plan.stdout
     finally:

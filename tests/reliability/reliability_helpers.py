@@ -55,7 +55,8 @@ TINY_CONFIG = {
     "expert_training": {"checkpoint_every": 1024, "eval_episodes": 1},
     "baseline": {"n_episodes": 5},
     "dataset": {"n_transitions": 2000, "n_envs": 4},
-    "evaluation": {"seeds": [0, 1], "resources": {"dm": {"threads": 1}}},
+    # The final protocol (per-seed jobs of the final model), as the fault tests expect.
+    "evaluation": {"protocol": "final", "seeds": [0, 1], "resources": {"dm": {"threads": 1}}},
 }
 
 

@@ -42,7 +42,7 @@ TINY_CONFIG = {
     "expert_training": {"checkpoint_every": 1024, "eval_episodes": 1},
     "baseline": {"n_episodes": 5},
     "dataset": {"n_transitions": 300, "n_envs": 2},
-    "evaluation": {"seeds": [0]},
+    "evaluation": {"protocol": "final", "seeds": [0]},
     "dm": {
         **TINY_DM_ARCHITECTURE,
         "batch_size_per_gpu": 3,

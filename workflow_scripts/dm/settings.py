@@ -39,6 +39,7 @@ CONFIG_FLAG_KEYS = (
     "seed",
     "checkpoint_every",
     "keep_checkpoints",
+    "snapshot_every",
     "stop_before_time_limit",
     "log_every",
     "num_workers",

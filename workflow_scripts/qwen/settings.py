@@ -34,6 +34,7 @@ CONFIG_FLAG_KEYS = (
     "parallelism",
     "checkpoint_every",
     "keep_checkpoints",
+    "snapshot_every",
     "stop_before_time_limit",
     "log_every",
     "num_workers",
