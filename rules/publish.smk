@@ -6,7 +6,7 @@ from workflow_scripts.provenance import code_sha256
 from workflow_scripts.video import VIDEOS_DIR, expert_video, info_path, model_video
 
 # The out-of-bounds rule of the evaluation, so a video shows the episode it scores.
-OUT_OF_BOUNDS = config["evaluation"].get("out_of_bounds_actions", "clip")
+OUT_OF_BOUNDS = config["evaluation"]["out_of_bounds_actions"]
 # Every env's Minari export (issue 15 item 2): the bundle takes them when some rule of the
 # workflow writes results/minari/{env}; otherwise its datasets/README.md names the command.
 MINARI_DIR = "results/minari"
