@@ -19,7 +19,6 @@ include: "rules/evaluate.smk"
 include: "rules/aggregate.smk"
 include: "rules/curves.smk"
 include: "rules/publish.smk"
-include: "rules/export.smk"
 
 
 onstart:
