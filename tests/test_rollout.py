@@ -1,4 +1,5 @@
-"""Dataset collection: exact row count, per-env contiguous streams, autoreset, determinism."""
+"""Dataset collection: exact row count, per-env contiguous streams, autoreset, final
+observations (every episode complete), determinism."""
 
 from __future__ import annotations
 
@@ -34,21 +35,59 @@ def test_exact_rows_and_streams_replay_in_the_env(tmp_path):
         rewards = handle["rewards"][:]
         terminated = handle["terminated"][:]
         truncated = handle["truncated"][:]
+        rows, values = handle["final_observation_rows"][:], handle["final_observations"][:]
+        finals = dict(zip(rows.tolist(), values, strict=True))
+    assert info.format_version == 2 and info.n_final_observations == len(finals)
+    assert sorted(finals) == list(np.flatnonzero(terminated | truncated))
     # Each env copy's block replays exactly in a fresh env with the same seed and actions:
-    # contiguous rows, autoreset after each done row.
+    # contiguous rows, autoreset after each done row, and each done row's final observation
+    # is what the env returned before the reset (at the cut: the stream's next one).
     for rank, start in enumerate(range(0, 1001, 251)):
         stop = min(start + 251, 1001)
         env = make_env("CartPole-v1")
         observation, _ = env.reset(seed=11 + rank)
         for row in range(start, stop):
-            np.testing.assert_allclose(observations[row], observation, rtol=0, atol=0)
+            np.testing.assert_array_equal(observations[row], observation)
             observation, reward, term, trunc, _ = env.step(int(actions[row]))
             assert rewards[row] == reward and terminated[row] == term
             if row < stop - 1:
                 assert truncated[row] == trunc
+            if terminated[row] or truncated[row]:
+                np.testing.assert_array_equal(finals[row], observation)
+            if term:
+                # CartPole ends when the cart or pole leaves its limits: the stored final
+                # state is outside them, unlike every stored row's observation.
+                x, _, angle, _ = finals[row]
+                assert abs(x) > 2.4 or abs(angle) > 12 * 2 * np.pi / 360
             if term or trunc:
                 observation, _ = env.reset()
         assert truncated[stop - 1]  # the stream is cut at the block's end
+    episode_starts = np.concatenate([[0], np.array(sorted(finals))[:-1] + 1])
+    for start, end in zip(episode_starts, sorted(finals), strict=True):
+        episode = np.concatenate([observations[start : end + 1], finals[end][None]])
+        assert len(episode) == end - start + 2  # T + 1 observations for T actions
+
+
+def test_frozenlake_final_observation_is_the_goal_or_a_hole(tmp_path):
+    """Discrete observations: an episode's last state (never a row's observation, since the
+    env resets there) is the goal after a reward of 1, a hole after a termination without."""
+    path = tmp_path / "frozenlake.h5"
+    collect_dataset(
+        "FrozenLake-v1", random_actions(n_actions=4), path, 4000, n_envs=4, seed=3, progress=False
+    )
+    info = validate_dataset(path, env_id="FrozenLake-v1")
+    with h5py.File(path, "r") as handle:
+        rows = handle["final_observation_rows"][:]
+        finals = handle["final_observations"][:]
+        rewards = handle["rewards"][rows]
+        terminated = handle["terminated"][rows]
+        observations = handle["observations"][:]
+    assert info.n_final_observations == len(rows) and finals.dtype == np.int64
+    goal, holes = 15, {5, 7, 11, 12}  # the default 4x4 map
+    assert (finals[terminated & (rewards == 1)] == goal).all()
+    assert set(finals[terminated & (rewards == 0)]) <= holes
+    assert (terminated & (rewards == 1)).any() and (terminated & (rewards == 0)).any()
+    assert goal not in set(observations)  # only final observations hold the goal
 
 
 def test_same_seed_gives_byte_identical_files(tmp_path):

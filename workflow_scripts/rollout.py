@@ -11,6 +11,13 @@ env's next observation (autoreset: after a done row comes the next episode's fir
 observation). The last row of each block is marked ``truncated`` because the stream is
 cut there; episodes cut this way are not counted as complete. The expert score used for
 normalization is the mean return over complete episodes.
+
+Every done row (terminated, truncated, or cut) also gets its final observation, the one
+the step after it returned: gymnasium's vector env hands it over in
+``info["final_observation"]`` before its autoreset; at a cut the env did not end, and the
+next observation of the stream is that row's final observation. So every episode of the
+file has ``T + 1`` observations (dataset format 2, :mod:`workflow_scripts.dataset`).
+Reading them changes nothing else: the transitions are those the collector wrote before.
 """
 
 from __future__ import annotations
@@ -76,7 +83,12 @@ def collect_dataset(
     started = time.time()
     writer_attrs = {"env_id": env_id, **(attrs or {})}
     with DatasetWriter(
-        output, n_transitions, single_env.observation_space, single_env.action_space, writer_attrs
+        output,
+        n_transitions,
+        single_env.observation_space,
+        single_env.action_space,
+        writer_attrs,
+        with_final_observations=True,
     ) as writer:
         bar = tqdm(
             total=n_transitions,
@@ -160,13 +172,29 @@ class EpisodeReturns:
 
 @dataclass
 class StepBlock:
-    """``n_steps`` consecutive steps of every env copy, indexed [step, copy, ...]."""
+    """``n_steps`` consecutive steps of every env copy, indexed [step, copy, ...].
+
+    ``final_observations[(step, copy)]`` is what the env returned at each episode end
+    (before its autoreset); ``next_observations`` are the observations the block ends on.
+    """
 
     observations: np.ndarray
     actions: np.ndarray
     rewards: np.ndarray
     terminated: np.ndarray
     truncated: np.ndarray
+    final_observations: dict[tuple[int, int], np.ndarray]
+    next_observations: np.ndarray
+
+    def final_observation(self, step: int, rank: int) -> np.ndarray:
+        """The observation after copy ``rank``'s step ``step``, before any autoreset: the
+        env's own final one where an episode ended, else the stream's next observation (a
+        row cut at the end of the copy's rows)."""
+        if (step, rank) in self.final_observations:
+            return self.final_observations[step, rank]
+        if step + 1 < len(self.observations):
+            return self.observations[step + 1, rank]
+        return self.next_observations[rank]
 
 
 def step_block(
@@ -185,18 +213,32 @@ def step_block(
     reward_rows = np.empty((n_steps, n_envs), dtype=np.float32)
     terminated_rows = np.empty((n_steps, n_envs), dtype=bool)
     truncated_rows = np.empty((n_steps, n_envs), dtype=bool)
+    final_observations = {}
     for step in range(n_steps):
         actions = act(observations)
         if action_rows is None:
             action_rows = np.empty((n_steps, *np.shape(actions)), np.asarray(actions).dtype)
         observation_rows[step] = observations
         action_rows[step] = actions
-        observations, rewards, terminated, truncated, _ = envs.step(actions)
+        observations, rewards, terminated, truncated, infos = envs.step(actions)
         reward_rows[step] = rewards
         terminated_rows[step] = terminated
         truncated_rows[step] = truncated
-        episodes.record(first_step + step, rewards, terminated | truncated)
-    block = StepBlock(observation_rows, action_rows, reward_rows, terminated_rows, truncated_rows)
+        done = terminated | truncated
+        if done.any():
+            # gymnasium 0.29's vector autoreset: the ended episode's last observation.
+            for rank in np.flatnonzero(done):
+                final_observations[step, int(rank)] = infos["final_observation"][rank]
+        episodes.record(first_step + step, rewards, done)
+    block = StepBlock(
+        observation_rows,
+        action_rows,
+        reward_rows,
+        terminated_rows,
+        truncated_rows,
+        final_observations,
+        observations,
+    )
     return block, observations
 
 
@@ -211,6 +253,7 @@ def write_block(writer: DatasetWriter, block: StepBlock, shares: RowShares, firs
         truncated_column = block.truncated[:count, rank].copy()
         if first + count == shares.stops[rank]:
             truncated_column[-1] = True  # the env's stream is cut here
+        done_steps = np.flatnonzero(block.terminated[:count, rank] | truncated_column)
         writer.write_at(
             int(first),
             block.observations[:count, rank],
@@ -218,6 +261,7 @@ def write_block(writer: DatasetWriter, block: StepBlock, shares: RowShares, firs
             block.rewards[:count, rank],
             block.terminated[:count, rank],
             truncated_column,
+            np.array([block.final_observation(int(step), rank) for step in done_steps]),
         )
         written += count
     return written

@@ -2,8 +2,10 @@
 
 Runs the same full check training runs before its first step (structure, attributes,
 the env its name promises, that env's spaces, every value finite, discrete values inside
-their space) and prints what each file declares. Exits 1 if any file is invalid, naming
-the file and the problem.
+their space; in a format-2 file, one final observation per done row, each valid too) and
+prints what each file declares. Exits 1 if any file is invalid, naming the file and the
+problem. A format-1 file (no final observations) is valid for training and is reported
+with a note: the Minari export refuses it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from workflow_scripts.dataset import DatasetError, check_training_dataset
+from workflow_scripts.dataset import DatasetError, DatasetInfo, check_training_dataset, rebuild_hint
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,9 +32,23 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"OK {path}: {info.env_id}, {info.n_transitions} transitions, {info.n_episodes} complete "
             f"episodes, expert return {info.expert_mean_return:.4g} ± {info.expert_std_return:.4g}, "
-            f"observations {info.observation_space}, actions {info.action_space}, seed {info.seed}"
+            f"observations {info.observation_space}, actions {info.action_space}, seed {info.seed}; "
+            + final_observations_note(info)
         )
     return 1 if failures else 0
+
+
+def final_observations_note(info: DatasetInfo) -> str:
+    """What the file says of its episodes' last observations."""
+    if info.has_final_observations:
+        return (
+            f"format {info.format_version}: {info.n_final_observations} final observations, one "
+            "per done row (every episode has T+1 observations)"
+        )
+    return (
+        f"format {info.format_version}: NOTE no final observations (episodes lack their last "
+        f"observation; the Minari export refuses this file): {rebuild_hint(info.path)}"
+    )
 
 
 if __name__ == "__main__":
