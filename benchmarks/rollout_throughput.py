@@ -20,6 +20,11 @@ episode's length (it refuses a dataset without a complete episode), so on HalfCh
 it runs longer than raw and naive. One measurement is one partial block of rows, so its
 per-row HDF5 write cost is higher than in a full run's longer blocks: the ratio errs low.
 
+With ``--before COMMIT``, a fourth way joins the rounds: the collector of that commit
+(its ``workflow_scripts`` exported with ``git archive`` and imported under another package
+name), called with the same sampler; the table then gives both collectors' ratios to raw
+stepping, measured side by side, and the rows they write are checked to be identical.
+
 Before the rounds, the collector's sampler is checked against SB3's ``predict`` on a few
 states (same action distribution, within sampling noise).
 
@@ -32,19 +37,25 @@ That first training takes minutes and is not part of the benchmark's own run tim
 
     python benchmarks/rollout_throughput.py
     python benchmarks/rollout_throughput.py --envs CartPole-v1 --n-envs 32 --rounds 3
+    python benchmarks/rollout_throughput.py --before 06c40c8
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import re
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
@@ -155,16 +166,48 @@ def measure_naive(
 
 
 def measure_collector(
-    env_id: str, sampler, n_envs: int, n_steps: int, cap: int | None, seed: int, folder: Path
+    env_id: str,
+    sampler,
+    n_envs: int,
+    n_steps: int,
+    cap: int | None,
+    seed: int,
+    folder: Path,
+    collect=collect_dataset,
+    name: str = "collector",
 ) -> dict:
-    """``collect_dataset`` writing n_envs * n_steps rows: the policy, the bookkeeping, every
-    HDF5 write and the file's finalization (timed from the first policy call)."""
-    output = folder / f"{env_id}.h5"
+    """``collect`` (by default this tree's ``collect_dataset``) writing n_envs * n_steps rows:
+    the policy, the bookkeeping, every HDF5 write and the file's finalization (timed from
+    the first policy call). The file is kept as ``{name}-{env}.h5`` for the rows check."""
+    output = folder / f"{name}-{env_id}.h5"
     timed = TimedFromFirstCall(sampler)
-    collect_dataset(env_id, timed, output, n_envs * n_steps, n_envs, seed, cap, progress=False)
-    rates = timed.stopwatch.rates(n_envs * n_steps)
-    output.unlink()
-    return rates
+    collect(env_id, timed, output, n_envs * n_steps, n_envs, seed, cap, progress=False)
+    return timed.stopwatch.rates(n_envs * n_steps)
+
+
+def collector_of_commit(commit: str, folder: Path):
+    """``collect_dataset`` of ``commit``: its ``workflow_scripts`` exported with ``git
+    archive`` into ``folder`` as the package ``workflow_scripts_before``, imported."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", commit, "workflow_scripts"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    package = folder / "workflow_scripts_before"
+    (folder / "workflow_scripts").rename(package)
+    for source in package.rglob("*.py"):
+        text = source.read_text()
+        source.write_text(re.sub(r"\bworkflow_scripts\b", "workflow_scripts_before", text))
+    sys.path.insert(0, str(folder))
+    return importlib.import_module("workflow_scripts_before.rollout").collect_dataset
+
+
+def same_rows(first: Path, second: Path) -> bool:
+    """Whether two dataset files hold the same flat arrays (the transitions)."""
+    with h5py.File(first, "r") as a, h5py.File(second, "r") as b:
+        names = ("observations", "actions", "rewards", "terminated", "truncated")
+        return all(np.array_equal(a[name][:], b[name][:]) for name in names)
 
 
 def check_sampling(sampler: ExpertSampler, model, env_id: str, cap: int | None, seed: int) -> str:
@@ -234,18 +277,25 @@ def benchmark_env(env_id: str, args, config: dict) -> dict:
             env_id, model, vecnormalize, args.n_envs, n_steps, cap, args.seed
         ),
     }
+    if args.collect_before is not None:
+        measure["before"] = lambda: measure_collector(
+            env_id, sampler, args.n_envs, collector_steps, cap, args.seed, args.workdir,
+            collect=args.collect_before, name="before",
+        )  # fmt: skip
     rounds = []
     for round_index in range(args.rounds):
-        order = ["raw", "collector", "naive"]
+        order = ["raw", "collector", *(["before"] if "before" in measure else []), "naive"]
         if round_index % 2:
             order.reverse()
         rates = {name: measure[name]() for name in order}
         rounds.append(rates)
         print(
             f"  round {round_index + 1} ({' > '.join(order)}), transitions per CPU s: "
-            f"raw {rates['raw']['cpu']:,.0f}  collector {rates['collector']['cpu']:,.0f} "
-            f"({rates['collector']['cpu'] / rates['raw']['cpu']:.2f})  naive {rates['naive']['cpu']:,.0f} "
-            f"({rates['naive']['cpu'] / rates['raw']['cpu']:.2f})",
+            + "  ".join(
+                f"{name} {rates[name]['cpu']:,.0f}"
+                + (f" ({rates[name]['cpu'] / rates['raw']['cpu']:.2f})" if name != "raw" else "")
+                for name in order
+            ),
             flush=True,
         )
 
@@ -253,7 +303,27 @@ def benchmark_env(env_id: str, args, config: dict) -> dict:
         return statistics.median(r[name][clock] / r["raw"][clock] for r in rounds)
 
     collector_ratios = [r["collector"]["cpu"] / r["raw"]["cpu"] for r in rounds]
+    before = {}
+    if "before" in measure:
+        # The same seed and sampler calls in both: the same transitions, or the comparison
+        # (and the refactor) is void. The sampler's generator moves on between calls, so
+        # both collectors run once more from a fresh one.
+        for name, collect in (("collector", collect_dataset), ("before", args.collect_before)):
+            fresh = ExpertSampler(model, vecnormalize, seed=args.seed)
+            measure_collector(
+                env_id, fresh, args.n_envs, collector_steps, cap, args.seed, args.workdir,
+                collect=collect, name=f"{name}-check",
+            )  # fmt: skip
+        check = [args.workdir / f"{name}-check-{env_id}.h5" for name in ("collector", "before")]
+        before = {
+            "before_ratio": median_ratio("before", "cpu"),
+            "after_over_before": statistics.median(
+                r["collector"]["cpu"] / r["before"]["cpu"] for r in rounds
+            ),
+            "same_rows": same_rows(*check),
+        }
     return {
+        **before,
         "env_id": env_id,
         "algo": summary["algo"],
         "head": sampler.head or "policy._predict",
@@ -286,6 +356,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--before",
+        default=None,
+        metavar="COMMIT",
+        help="also time the collector of this commit, in the same rounds",
+    )
+    parser.add_argument(
         "--expert-cache",
         type=Path,
         default=Path(tempfile.gettempdir()) / "rollout_throughput_experts",
@@ -305,6 +381,10 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="rollout_throughput_") as workdir:
         args.workdir = Path(workdir)
+        args.collect_before = None
+        if args.before is not None:
+            (args.workdir / "before").mkdir()
+            args.collect_before = collector_of_commit(args.before, args.workdir / "before")
         for env_id in args.envs:
             results.append(benchmark_env(env_id, args, config))
     n_transitions = int(config["dataset"]["n_transitions"])
@@ -328,6 +408,16 @@ def main(argv: list[str] | None = None) -> None:
             f"({low:.2f}-{high:.2f}) | {result['collector_ratio_wall']:.2f} "
             f"| {result['naive_ratio']:.2f} | {result['naive_ratio_wall']:.2f} | {minutes:.0f} min |"
         )
+    if args.before is not None:
+        print(f"\nThe collector of {args.before} in the same rounds (CPU-time medians):")
+        print("| env | before / raw | **after / raw** | after / before | same rows |")
+        print("|---|---|---|---|---|")
+        for result in results:
+            print(
+                f"| {result['env_id']} | {result['before_ratio']:.2f} "
+                f"| **{result['collector_ratio']:.2f}** | {result['after_over_before']:.3f} "
+                f"| {'yes' if result['same_rows'] else 'NO'} |"
+            )
 
 
 if __name__ == "__main__":
