@@ -19,6 +19,7 @@ include: "rules/evaluate.smk"
 include: "rules/aggregate.smk"
 include: "rules/curves.smk"
 include: "rules/publish.smk"
+include: "rules/export.smk"
 
 
 onstart:
