@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.support.model_folders import train_tiny_dm
-from tests.support.workflow import QUIET_ENV, copy_workflow, job_counts, snakemake
+from tests.support.workflow import QUIET_ENV, copy_workflow, job_counts, planned_outputs, snakemake
 from workflow_scripts.video import (
     FrameRecorder,
     Mp4Writer,
@@ -125,12 +125,7 @@ def demo_with_trained_dm(tmp_path_factory):
     assert plan.returncode == 0, plan.stdout + plan.stderr
     tiny_dm = train_tiny_dm(tmp_path_factory.mktemp("tiny_dm"))
     start = 1_700_000_000
-    outputs = [
-        path.strip()
-        for line in plan.stdout.splitlines()
-        if line.strip().startswith("output:")
-        for path in line.split(":", 1)[1].split(",")
-    ]
+    outputs = planned_outputs(plan.stdout)
     assert outputs[-2:] == [target, str(info_path(target))], outputs
     for index, path in enumerate(outputs[:-2]):
         output = workdir / path

@@ -14,7 +14,7 @@ import yaml
 
 from tests.eval.eval_inputs import write_baseline, write_expert_summary, write_seed_record
 from tests.support.datasets import write_dataset
-from tests.support.workflow import copy_workflow, job_counts, snakemake
+from tests.support.workflow import copy_workflow, job_counts, planned_outputs, snakemake
 from workflow_scripts.config import load_config
 from workflow_scripts.snapshots import curve_seeds
 
@@ -51,15 +51,6 @@ def test_final_protocol_plans_one_job_per_seed(repo_root, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     counts = job_counts(result.stdout)
     assert counts["evaluate"] == 20 * 2 * 10 == 400 and "evaluate_snapshot" not in counts
-
-
-def planned_outputs(output: str) -> list[str]:
-    """Every job's outputs, in the order the dry run schedules them (upstream first)."""
-    paths = []
-    for line in output.splitlines():
-        if line.strip().startswith("output:"):
-            paths += [path.strip() for path in line.split(":", 1)[1].split(",")]
-    return paths
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Running the workflow in tests: a copy of it in a temporary folder, Snakemake as a
-subprocess, and the job table of a dry run. Nothing here touches the repository's own
-``results/``."""
+subprocess, and what a dry run plans (its job table, its jobs' outputs). Nothing here
+touches the repository's own ``results/``."""
 
 from __future__ import annotations
 
@@ -72,3 +72,13 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
         if match and match.group(1) != "total":
             counts[match.group(1)] = int(match.group(2))
     return counts
+
+
+def planned_outputs(dry_run_output: str) -> list[str]:
+    """Every planned job's outputs (the ``output:`` lines of a dry run), in the order the
+    dry run schedules them: upstream first."""
+    paths = []
+    for line in dry_run_output.splitlines():
+        if line.strip().startswith("output:"):
+            paths += [path.strip() for path in line.split(":", 1)[1].split(",")]
+    return paths
