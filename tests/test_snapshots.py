@@ -15,7 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 from tests.support.datasets import write_env_dataset
-from tests.support.tiny_models import TINY_DM_RUN, TINY_QWEN3, TINY_QWEN_RUN, as_flags
+from tests.support.model_folders import tiny_qwen_command
+from tests.support.tiny_models import TINY_DM_RUN, TINY_QWEN3, as_flags
 
 
 def _dm_command(tmp_path: Path, datasets: list[Path], run: str) -> list[str]:
@@ -99,22 +100,9 @@ def test_dm_snapshots_survive_a_kill_whole_and_equal_an_uninterrupted_run(tmp_pa
 def test_qwen_writes_snapshots_loadable_by_from_pretrained(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from workflow_scripts.qwen_budgets import main as budgets_cli
-
-    dataset = write_env_dataset(tmp_path / "CartPole-v1.h5", "CartPole-v1", 200, seed=0)
-    budgets = tmp_path / "budgets.json"
-    budgets_cli(
-        ["--datasets", str(dataset), "--max-seq-length", "256", "--sample-rows", "200"]
-        + ["--output", str(budgets)]
+    command = tiny_qwen_command(
+        tmp_path, "--snapshot-dir", str(tmp_path / "snapshots"), max_steps=4, snapshot_every=2
     )
-    values = TINY_QWEN_RUN | {"max_steps": 4, "snapshot_every": 2, "max_seq_length": 256}
-    command = [
-        sys.executable, "-m", "workflow_scripts.train_qwen", "--threads", "1",
-        "--datasets", str(dataset), "--budgets", str(budgets),
-        "--random-init", json.dumps(TINY_QWEN3), "--no-gradient-checkpointing",
-        "--output", str(tmp_path / "final"), "--checkpoint-dir", str(tmp_path / "checkpoints"),
-        "--snapshot-dir", str(tmp_path / "snapshots"), *as_flags(values),
-    ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     for step in (2, 4):

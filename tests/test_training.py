@@ -16,13 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from tests.support.datasets import write_env_dataset
-from tests.support.tiny_models import (
-    TINY_DM_RUN,
-    TINY_OPTIMISATION,
-    TINY_QWEN3,
-    TINY_QWEN_RUN,
-    as_flags,
-)
+from tests.support.model_folders import tiny_qwen_command
+from tests.support.tiny_models import TINY_DM_RUN, TINY_OPTIMISATION, as_flags
 from workflow_scripts.distributed import DistributedContext
 from workflow_scripts.training import (
     EXIT_INTERRUPTED,
@@ -185,22 +180,7 @@ def test_dm_stops_on_a_signal_with_a_checkpoint_and_resumes_to_the_same_weights(
 
 
 def test_qwen_stops_on_a_signal_with_a_checkpoint_and_resumes(tmp_path):
-    from workflow_scripts.qwen_budgets import main as budgets_cli
-
-    dataset = write_env_dataset(tmp_path / "CartPole-v1.h5", "CartPole-v1", 200, seed=0)
-    budgets = tmp_path / "budgets.json"
-    budgets_cli(
-        ["--datasets", str(dataset), "--max-seq-length", "256", "--sample-rows", "200"]
-        + ["--output", str(budgets)]
-    )
-    values = TINY_QWEN_RUN | {"max_steps": 300, "checkpoint_every": 1000, "max_seq_length": 256}
-    command = [
-        sys.executable, "-m", "workflow_scripts.train_qwen", "--threads", "1",
-        "--datasets", str(dataset), "--budgets", str(budgets),
-        "--random-init", json.dumps(TINY_QWEN3), "--no-gradient-checkpointing",
-        "--output", str(tmp_path / "final"), "--checkpoint-dir", str(tmp_path / "checkpoints"),
-        *as_flags(values),
-    ]  # fmt: skip
+    command = tiny_qwen_command(tmp_path, max_steps=300, checkpoint_every=1000)
     code, stderr = _run_until_first_step_then_signal(command, signal.SIGTERM)
     assert code == EXIT_INTERRUPTED, stderr
     (step, _), *others = list_checkpoints(tmp_path / "checkpoints")
