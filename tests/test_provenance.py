@@ -1,16 +1,25 @@
 """Provenance: the code hash that makes Snakemake rerun a stage when its code changes (and
-only then), file and folder hashes, atomic writes."""
+only then), file and folder hashes, the git commit of the code, package versions, atomic
+writes."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from workflow_scripts import provenance
-from workflow_scripts.provenance import atomic_path, sha256_json, sha256_tree, write_json
+from workflow_scripts.provenance import (
+    atomic_path,
+    code_commit,
+    package_versions,
+    sha256_json,
+    sha256_tree,
+    write_json,
+)
 
 # A package of its own, so edits to it cannot touch the real one: a stage that imports a
 # module by name, a name from a module, a subpackage module that imports relatively two
@@ -145,3 +154,42 @@ def test_write_json_writes_numpy_values_and_paths_as_plain_json(tmp_path):
     with pytest.raises(TypeError, match="not JSON serialisable"):
         write_json(target, {"bad": object()})
     assert json.loads(target.read_text())["score"] == 0.5
+
+
+def test_code_commit_says_which_commit_and_whether_tracked_files_differ(tmp_path):
+    def git(*args: str) -> str:
+        command = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args]
+        return subprocess.run(
+            command, cwd=tmp_path, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    assert code_commit(tmp_path) == {"commit": None, "dirty": None}  # not a checkout
+    git("init", "-q")
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "stage.py").write_text("A = 1\n")
+    (tmp_path / "notes.txt").write_text("notes\n")
+    git("add", ".")
+    git("commit", "-q", "-m", "first")
+    head = git("rev-parse", "HEAD")
+    assert code_commit(tmp_path) == {"commit": head, "dirty": False}
+    (tmp_path / "code" / "new.py").write_text("B = 2\n")  # untracked files do not count
+    assert code_commit(tmp_path)["dirty"] is False
+    (tmp_path / "notes.txt").write_text("edited\n")  # a tracked file outside the folder
+    assert code_commit(tmp_path / "code") == {"commit": head, "dirty": False}
+    assert code_commit(tmp_path) == {"commit": head, "dirty": True}
+
+
+def test_code_commit_defaults_to_this_checkout():
+    state = code_commit()
+    if state["commit"] is not None:  # None when the package is installed, not checked out
+        assert len(state["commit"]) == 40 and isinstance(state["dirty"], bool)
+
+
+def test_package_versions_add_the_extra_distributions():
+    versions = package_versions("pyyaml", "no-such-distribution-here")
+    assert list(versions)[: len(provenance.TRACKED_PACKAGES) + 1] == [
+        "python",
+        *provenance.TRACKED_PACKAGES,
+    ]
+    assert versions["pyyaml"] != "not installed"
+    assert versions["no-such-distribution-here"] == "not installed"

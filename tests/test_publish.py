@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from tests.eval.eval_inputs import write_scores
-from tests.support.workflow import copy_workflow, job_counts, snakemake
+from tests.support.workflow import copy_workflow, job_counts, planned_outputs, snakemake
 from workflow_scripts import aggregate
+from workflow_scripts.minari_export import minari_dataset_id
 from workflow_scripts.publish import (
     BundleInputError,
     BundleInputs,
@@ -168,20 +169,39 @@ def test_without_minari_exports_the_datasets_folder_says_how_to_build_them(resul
     assert yaml.safe_load(readme.split("---")[1])["task_categories"] == ["reinforcement-learning"]
 
 
-def test_minari_exports_are_copied(results, tmp_path):
-    # Each export is a Minari datasets root: <dataset id>/data/metadata.json inside.
-    dataset_ids = {env_id: f"ns/{env_id.lower()}/expert-v0" for env_id in ENVS}
-    for env_id, dataset_id in dataset_ids.items():
-        export = results / "minari" / env_id / dataset_id / "data"
-        export.mkdir(parents=True)
-        (export / "metadata.json").write_text(json.dumps({"env": env_id}))
+def write_minari_export(folder: Path, env_id: str) -> Path:
+    """A stand-in for ``results/minari/{env}``: a Minari datasets root holding the env's
+    dataset id (``<id>/data/metadata.json``), as minari_export lays it out."""
+    data = folder / minari_dataset_id(env_id) / "data"
+    data.mkdir(parents=True)
+    (data / "metadata.json").write_text(json.dumps({"env": env_id}))
+    return folder
+
+
+def test_minari_exports_are_copied_and_the_readme_loads_each(results, tmp_path):
+    for env_id in ENVS:
+        write_minari_export(results / "minari" / env_id, env_id)
     bundle = build_bundle(inputs(results, minari_dir=results / "minari"), tmp_path / "publish")
-    for env_id, dataset_id in dataset_ids.items():
-        copied = bundle / "datasets" / env_id / dataset_id / "data" / "metadata.json"
-        assert json.loads(copied.read_text()) == {"env": env_id}
+    for env_id in ENVS:
+        copied = bundle / "datasets" / env_id / minari_dataset_id(env_id) / "data"
+        assert json.loads((copied / "metadata.json").read_text()) == {"env": env_id}
     readme = (bundle / "datasets" / "README.md").read_text()
-    assert 'minari.load_dataset("ns/cartpole-v1/expert-v0")' in readme
-    assert "| `Pendulum-v1/` | `ns/pendulum-v1/expert-v0` |" in readme
+    # Each env's folder is its own Minari root: per env, its path and its dataset id.
+    assert 'os.environ["MINARI_DATASETS_PATH"] = "CartPole-v1"' in readme
+    assert 'minari.load_dataset("gym-llm-bench/cartpole-v1/expert-v0")' in readme
+    assert (
+        '| Pendulum-v1 | `Pendulum-v1` | `minari.load_dataset("gym-llm-bench/pendulum-v1/expert-v0")` |'
+        in readme
+    )
+
+
+def test_a_minari_export_without_the_envs_dataset_id_is_named(results, tmp_path):
+    for env_id in ENVS:
+        write_minari_export(results / "minari" / env_id, env_id)
+    other = results / "minari" / "Pendulum-v1"
+    (other / minari_dataset_id("Pendulum-v1") / "data" / "metadata.json").unlink()
+    with pytest.raises(BundleInputError, match="holds no Minari dataset gym-llm-bench/pendulum-v1"):
+        build_bundle(inputs(results, minari_dir=results / "minari"), tmp_path / "publish")
 
 
 def test_a_table_without_the_models_column_is_named(results, tmp_path, capsys):
@@ -248,12 +268,7 @@ def test_publish_rule_over_finished_demo_results(tmp_path):
     demo = ["--configfile", "config.demo.yaml"]
     plan = snakemake(workdir, "-n", "--forceall", "results/publish", *demo)
     assert plan.returncode == 0, plan.stdout + plan.stderr
-    outputs = [
-        path.strip()
-        for line in plan.stdout.splitlines()
-        if line.strip().startswith("output:")
-        for path in line.split(":", 1)[1].split(",")
-    ]
+    outputs = planned_outputs(plan.stdout)
     assert outputs[-1] == "results/publish"
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     config.update(yaml.safe_load((workdir / "config.demo.yaml").read_text()))
@@ -269,8 +284,7 @@ def test_publish_rule_over_finished_demo_results(tmp_path):
             output.mkdir()
             (output / "config.json").write_text("{}")
         elif path.startswith("results/minari/"):  # a Minari export: a datasets root folder
-            output.mkdir()
-            (output / "placeholder").write_text("x")
+            write_minari_export(output, Path(path).name)
         elif path == "results/table.csv":
             records = sorted(str(p) for p in fake.rglob("seed*.json"))
             aggregate.main(["--records", *records, "--models", *models, "--envs", *envs,
@@ -295,7 +309,7 @@ def test_publish_rule_over_finished_demo_results(tmp_path):
     assert (bundle / "comparison.md").exists() and (bundle / "plots/expert_curves.png").exists()
     # The Minari exports when the workflow has their rule, else the pointer to it.
     datasets = bundle / "datasets"
-    exported = [env_id for env_id in envs if (datasets / env_id / "placeholder").exists()]
+    exported = [env_id for env_id in envs if (datasets / env_id).is_dir()]
     assert exported in ([], envs)
     if not exported:
         assert f"snakemake results/minari/{envs[0]}" in (datasets / "README.md").read_text()

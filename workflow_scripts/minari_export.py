@@ -42,7 +42,6 @@ import importlib.metadata
 import json
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,7 +57,7 @@ from workflow_scripts.dataset import (
     check_training_dataset,
     require_final_observations,
 )
-from workflow_scripts.provenance import package_versions, sha256_file
+from workflow_scripts.provenance import code_commit, package_versions, sha256_file
 
 NAMESPACE = "gym-llm-bench"
 DATASET_NAME = "expert"
@@ -83,21 +82,13 @@ def minari_dataset_id(env_id: str) -> str:
 
 
 def code_version() -> str:
-    """``git <commit>`` of this package's checkout (``+uncommitted`` when it has changes),
-    else ``gym-llm-bench <version>`` (an installed package, no checkout)."""
-    package_dir = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(package_dir), "rev-parse", "HEAD"],
-            capture_output=True, text=True, check=True, timeout=30,
-        ).stdout.strip()  # fmt: skip
-        changes = subprocess.run(
-            ["git", "-C", str(package_dir), "status", "--porcelain", "--", "."],
-            capture_output=True, text=True, check=True, timeout=30,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
+    """``git <commit>`` of this package's checkout (``+uncommitted`` when tracked files of
+    the package differ from it), else ``gym-llm-bench <version>`` (an installed package, no
+    checkout)."""
+    state = code_commit(Path(__file__).resolve().parent)
+    if state["commit"] is None:
         return f"{PACKAGE} {importlib.metadata.version(PACKAGE)}"
-    return f"git {commit}" + (" +uncommitted" if changes else "")
+    return f"git {state['commit']}" + (" +uncommitted" if state["dirty"] else "")
 
 
 def env_spec(info: DatasetInfo) -> gym.envs.registration.EnvSpec:
@@ -174,7 +165,7 @@ def read_baseline(baseline: Path, info: DatasetInfo) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def minari_root(path: Path) -> Iterator[None]:
-    """``MINARI_DATASETS_PATH`` set to ``path`` inside the block (Minari 0.4 reads it on
+    """``MINARI_DATASETS_PATH`` set to ``path`` inside the block (Minari 0.5 reads it on
     every call), restored after it."""
     previous = os.environ.get("MINARI_DATASETS_PATH")
     os.environ["MINARI_DATASETS_PATH"] = str(path)

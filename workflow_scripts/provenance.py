@@ -14,11 +14,15 @@ import hashlib
 import json
 import os
 import platform
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE = PACKAGE_DIR.name
 
 # Packages whose versions change results; recorded in every output.
 TRACKED_PACKAGES = (
@@ -37,15 +41,37 @@ TRACKED_PACKAGES = (
 )
 
 
-def package_versions() -> dict[str, str]:
-    """Installed versions of the packages that matter for reproducibility, plus Python's."""
+def package_versions(*extra: str) -> dict[str, str]:
+    """Installed versions of the packages that matter for reproducibility, then of the
+    ``extra`` distributions a stage adds (e.g. its video writer), plus Python's; a package
+    that is not installed is ``"not installed"``."""
     versions = {"python": platform.python_version()}
-    for name in TRACKED_PACKAGES:
+    for name in (*TRACKED_PACKAGES, *extra):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+def code_commit(folder: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The git commit checked out at ``folder`` (default: this package's checkout) and
+    whether tracked files below ``folder`` differ from it (untracked files do not count):
+    ``{"commit": "<40 hex>", "dirty": bool}``, or both None outside a git checkout (an
+    installed package, or no git on the machine)."""
+    folder = Path(folder) if folder is not None else PACKAGE_DIR.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=folder, capture_output=True, text=True, check=True, timeout=60
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        changes = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(changes)}
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
@@ -77,10 +103,6 @@ def sha256_tree(path: str | os.PathLike, exclude: tuple[str, ...] = ()) -> str:
 def sha256_json(value: Any) -> str:
     """Hex SHA-256 of a JSON-serialisable value in canonical form (sorted keys)."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
-
-
-PACKAGE_DIR = Path(__file__).resolve().parent
-PACKAGE = PACKAGE_DIR.name
 
 
 @functools.cache

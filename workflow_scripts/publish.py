@@ -39,25 +39,26 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from workflow_scripts.provenance import package_versions, sha256_file
+from workflow_scripts.minari_export import minari_dataset_id
+from workflow_scripts.provenance import code_commit, package_versions, sha256_file
 from workflow_scripts.qwen.settings import hub_model_id
-from workflow_scripts.video import expert_video, info_path, model_video
+from workflow_scripts.video import VIDEO_PACKAGES, expert_video, info_path, model_video
 
 AVERAGE_ROW = "Average"  # the table's last row (workflow_scripts.aggregate.AVERAGE_ROW)
 PAPER = "Kulak (2026), 'Evidence from 20 Gymnasium environments'"
 DEFAULT_NAMESPACE = "gym-llm-bench"
 DATASETS_REPO = "expert-datasets"  # the name of the one Hub dataset repository of all envs
+# Packages the bundle README lists beside the tracked ones: the videos' and YAML.
+BUNDLE_PACKAGES = (*VIDEO_PACKAGES, "pyyaml")
 # Per model: the Hub library (both are transformers save_pretrained folders) and its tags.
 MODEL_TAGS = {
     "dm": ["decision-transformer", "gato-style", "llama"],
@@ -270,34 +271,6 @@ def _demote_headings(markdown: str) -> str:
     )
 
 
-def git_state(folder: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The commit of the code (this package's checkout) and whether tracked files differ."""
-    folder = Path(folder or Path(__file__).resolve().parent.parent)
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=folder, capture_output=True, text=True, check=True, timeout=60
-        ).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None, "note": f"{folder} is not a git checkout"}
-    return {"commit": commit, "dirty": dirty}
-
-
-def bundle_versions() -> dict[str, str]:
-    """The tracked package versions and the video writer's."""
-    versions = package_versions()
-    for name in ("imageio", "imageio-ffmpeg", "pyyaml"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
 @dataclass
 class BundleInputs:
     """Everything the bundle is made from (paths as the workflow writes them)."""
@@ -397,6 +370,13 @@ def _datasets_folder(target: Path, inputs: BundleInputs) -> None:
             source = inputs.minari_dir / env_id
             if not source.is_dir():
                 raise BundleInputError(f"missing Minari export {source}/ (run: snakemake {source})")
+            # The README tells users to load this id from this folder; make sure it is there.
+            metadata_file = source / minari_dataset_id(env_id) / "data" / "metadata.json"
+            if not metadata_file.is_file():
+                raise BundleInputError(
+                    f"{source}/ holds no Minari dataset {minari_dataset_id(env_id)} (no "
+                    f"{metadata_file}; rebuild: snakemake --force {source})"
+                )
             shutil.copytree(source, target / env_id)
             exported.append(env_id)
     videos = []
@@ -405,18 +385,10 @@ def _datasets_folder(target: Path, inputs: BundleInputs) -> None:
             source = expert_video(env_id, inputs.videos_dir)
             if source.is_file():
                 videos.append(_copy_video(source, target / "videos" / f"{env_id}.mp4"))
-    (target / "README.md").write_text(_datasets_readme(target, inputs, exported, videos))
+    (target / "README.md").write_text(_datasets_readme(inputs, exported, videos))
 
 
-def _minari_ids(root: Path) -> list[str]:
-    """The ids of the Minari datasets under a datasets root (``<id>/data/metadata.json``)."""
-    found = sorted(path.parent.parent for path in root.glob("**/data/metadata.json"))
-    return [path.relative_to(root).as_posix() for path in found] or ["<dataset id>"]
-
-
-def _datasets_readme(
-    target: Path, inputs: BundleInputs, exported: list[str], videos: list[str]
-) -> str:
+def _datasets_readme(inputs: BundleInputs, exported: list[str], videos: list[str]) -> str:
     lines = [
         "---",
         yaml.safe_dump(
@@ -438,19 +410,21 @@ def _datasets_readme(
     ]
     if exported:
         lines += [
-            "Each folder is a Minari datasets root holding that env's dataset; load one with",
+            "Each env's folder is a Minari datasets root of its own, holding that env's "
+            "dataset: point `MINARI_DATASETS_PATH` at the folder (before importing minari) "
+            "and load the dataset by its id, e.g.",
             "",
             "```python",
             "import os",
-            f'os.environ["MINARI_DATASETS_PATH"] = "{exported[0]}"  # before importing minari',
+            f'os.environ["MINARI_DATASETS_PATH"] = "{exported[0]}"',
             "import minari",
-            f'dataset = minari.load_dataset("{_minari_ids(target / exported[0])[0]}")',
+            f'dataset = minari.load_dataset("{minari_dataset_id(exported[0])}")',
             "```",
             "",
-            "| folder | Minari dataset id |",
-            "|:---|:---|",
+            "| env | `MINARI_DATASETS_PATH` | load with |",
+            "|:---|:---|:---|",
             *[
-                f"| `{env_id}/` | {', '.join(f'`{i}`' for i in _minari_ids(target / env_id))} |"
+                f'| {env_id} | `{env_id}` | `minari.load_dataset("{minari_dataset_id(env_id)}")` |'
                 for env_id in exported
             ],
             "",
@@ -478,11 +452,11 @@ def _datasets_readme(
 
 
 def _bundle_readme(inputs: BundleInputs) -> str:
-    git = git_state()
-    commit = git["commit"] or f"unknown ({git['note']})"
-    if git.get("dirty"):
+    git = code_commit()
+    commit = git["commit"] or "unknown (the code is not a git checkout)"
+    if git["dirty"]:
         commit += " (with uncommitted changes to tracked files)"
-    versions = bundle_versions()
+    versions = package_versions(*BUNDLE_PACKAGES)
     models = ", ".join(
         f"`models/{model}/` ({inputs.display_names.get(model, model)})"
         for model in inputs.model_dirs

@@ -40,6 +40,9 @@ CODEC = "libx264"
 PIXEL_FORMAT = "yuv420p"
 # When an env declares no render_fps.
 DEFAULT_FPS = 30
+# What a video depends on beyond the tracked packages: the writer, its ffmpeg binary, and
+# pygame, which draws classic control, toy text and Box2D; recorded with every video.
+VIDEO_PACKAGES = ("imageio", "imageio-ffmpeg", "pygame")
 
 
 def model_video(
