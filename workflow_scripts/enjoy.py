@@ -37,7 +37,6 @@ import contextlib
 import copy
 import os
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +44,8 @@ import numpy as np
 
 from workflow_scripts.envs import episode_cap, make_env
 from workflow_scripts.evaluate import (
-    OUT_OF_BOUNDS_RULES,
     EpisodeResult,
+    add_out_of_bounds_flag,
     load_model_policy,
     resolve_device,
     run_episode,
@@ -55,6 +54,7 @@ from workflow_scripts.experts.layout import EXPERTS_DIR, ExpertFiles
 from workflow_scripts.policy import Policy
 from workflow_scripts.provenance import package_versions, sha256_file, sha256_tree, write_json
 from workflow_scripts.video import (
+    VIDEO_PACKAGES,
     FrameRecorder,
     Mp4Writer,
     VideoInfo,
@@ -287,18 +287,8 @@ def _video_record(env_id: str, player: Player, seed: int, played: Playthrough) -
         "episodes": episodes,
         "video": asdict(played.video) | {"codec": "h264", "frames_per_episode": "steps + 1"},
         "render": {"MUJOCO_GL": os.environ.get("MUJOCO_GL")},
-        "versions": package_versions() | _video_versions(),
+        "versions": package_versions(*VIDEO_PACKAGES),
     }
-
-
-def _video_versions() -> dict[str, str]:
-    versions = {}
-    for name in ("imageio", "imageio-ffmpeg", "pygame"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -327,13 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--device", default="auto", help="models: auto, cpu, cuda, cuda:N")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument(
-        "--out-of-bounds",
-        choices=OUT_OF_BOUNDS_RULES,
-        default="clip",
-        help="a Box action beyond the bounds: clip it (default) or end the episode, as in "
-        "the evaluation (config evaluation.out_of_bounds_actions)",
-    )
+    add_out_of_bounds_flag(parser)
     how = parser.add_mutually_exclusive_group()
     how.add_argument(
         "--deterministic",

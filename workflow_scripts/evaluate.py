@@ -81,6 +81,20 @@ class EpisodeResult:
     n_clipped_actions: int = 0
 
 
+def add_out_of_bounds_flag(parser: argparse.ArgumentParser) -> None:
+    """``--out-of-bounds {clip,fail}``, the rule for a finite Box action beyond the bounds
+    (config ``evaluation.out_of_bounds_actions``), defined once for every CLI that plays a
+    model's episodes (evaluate, evaluate_snapshot, enjoy) so they agree."""
+    parser.add_argument(
+        "--out-of-bounds",
+        choices=OUT_OF_BOUNDS_RULES,
+        default="clip",
+        help="a finite Box action beyond the bounds: clip it and count it (the paper's rule, "
+        "default) or fail the rollout as an invalid output (strict); config "
+        "evaluation.out_of_bounds_actions",
+    )
+
+
 def check_action(
     action: Any, action_space: spaces.Space, out_of_bounds: str = "clip"
 ) -> tuple[int | np.ndarray, bool]:
@@ -424,13 +438,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument(
-        "--out-of-bounds",
-        choices=OUT_OF_BOUNDS_RULES,
-        default="clip",
-        help="a finite Box action beyond the bounds: clip it and count it (the paper's rule, "
-        "default) or fail the rollout as an invalid output (strict)",
-    )
+    add_out_of_bounds_flag(parser)
     parser.add_argument(
         "--policy-module",
         default=None,

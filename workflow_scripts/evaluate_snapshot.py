@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from workflow_scripts.evaluate import OUT_OF_BOUNDS_RULES, describe, evaluate_model_seeds
+from workflow_scripts.evaluate import add_out_of_bounds_flag, describe, evaluate_model_seeds
 from workflow_scripts.training import TRAINING_FILE, partial_folder
 
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--out-of-bounds", choices=OUT_OF_BOUNDS_RULES, default="clip")
+    add_out_of_bounds_flag(parser)
     parser.add_argument("--policy-module", default=None, help="see workflow_scripts.evaluate")
     args = parser.parse_args(argv)
 
