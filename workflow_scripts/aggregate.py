@@ -44,7 +44,7 @@ import argparse
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,26 +110,20 @@ def load_scores(
             )
         if key in found:
             raise ValueError(f"{path} and {found[key][0]}: both hold model, env and seed {key}")
-        score = record.get("normalized_score")
-        if not isinstance(score, (int, float)) or not math.isfinite(score):
-            raise ValueError(f"{path}: normalized_score is {score!r}, not a finite number")
+        _require_finite_score(path, record)
         found[key] = path, record
     loaded = {}
     for model in models:
         for env_id in envs:
-            entry = SeedScores(seeds=[], scores=[])
             for seed in seeds:
                 if (model, env_id, seed) not in found:
                     raise ValueError(
                         f"no per-seed evaluation of model {model}, env {env_id}, seed {seed} "
                         f"among the {len(records)} records given"
                     )
-                _, record = found[model, env_id, seed]
-                entry.seeds.append(seed)
-                entry.scores.append(float(record["normalized_score"]))
-                if record.get("failure"):
-                    entry.failures.append(record["failure"].get("reason", "unknown"))
-            loaded[model, env_id] = entry
+            loaded[model, env_id] = _seed_scores(
+                (seed, found[model, env_id, seed][1]) for seed in seeds
+            )
     return loaded
 
 
@@ -166,9 +160,7 @@ def load_last_evaluations(
                 f"{path}: no snapshot step; the last_evaluations protocol reads "
                 "snapshot evaluations (results/curves/)"
             )
-        score = record.get("normalized_score")
-        if not isinstance(score, (int, float)) or not math.isfinite(score):
-            raise ValueError(f"{path}: normalized_score is {score!r}, not a finite number")
+        _require_finite_score(path, record)
         found[key].append((step, int(record["seed"]), record))
     loaded = {}
     for (model, env_id), evaluations in found.items():
@@ -181,14 +173,26 @@ def load_last_evaluations(
                 f"model {model}, env {env_id}: {len(chosen)} evaluations with distinct seeds "
                 f"among the records given, the last_evaluations protocol needs {n_evaluations}"
             )
-        entry = SeedScores(seeds=[], scores=[])
-        for seed, (_, record) in sorted(chosen.items(), key=lambda item: (item[1][0], item[0])):
-            entry.seeds.append(seed)
-            entry.scores.append(float(record["normalized_score"]))
-            if record.get("failure"):
-                entry.failures.append(record["failure"].get("reason", "unknown"))
-        loaded[model, env_id] = entry
+        oldest_first = sorted(chosen.items(), key=lambda item: (item[1][0], item[0]))
+        loaded[model, env_id] = _seed_scores((seed, record) for seed, (_, record) in oldest_first)
     return loaded
+
+
+def _seed_scores(records: Iterable[tuple[int, dict[str, Any]]]) -> SeedScores:
+    """The scores and failure reasons of ``(seed, record)`` pairs, in the order given."""
+    entry = SeedScores(seeds=[], scores=[])
+    for seed, record in records:
+        entry.seeds.append(seed)
+        entry.scores.append(float(record["normalized_score"]))
+        if record.get("failure"):
+            entry.failures.append(record["failure"].get("reason", "unknown"))
+    return entry
+
+
+def _require_finite_score(path: Path, record: dict[str, Any]) -> None:
+    score = record.get("normalized_score")
+    if not isinstance(score, (int, float)) or not math.isfinite(score):
+        raise ValueError(f"{path}: normalized_score is {score!r}, not a finite number")
 
 
 @dataclass(frozen=True)
