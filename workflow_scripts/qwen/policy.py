@@ -8,8 +8,16 @@ and the system prompt kept; the new first observation is then shown without the 
 outcome, as windows start in training, and the cache is rebuilt from the new context
 (the retained tokens' keys depend on the dropped ones through attention, so they cannot
 be reused); ``fifo_drop > 1`` drops several at once so that the cache is rebuilt every
-``fifo_drop`` steps instead of every step. An answer that is not valid JSON or not an action of the space raises
-:class:`workflow_scripts.policy.PolicyFailure` with the raw text.
+``fifo_drop`` steps instead of every step.
+
+Each answer is parsed only (:func:`workflow_scripts.qwen.chat_format.parse_action`): one
+that is not exactly ``{"action": a}`` with ``a`` of the space's kind (not JSON, a wrong
+key, a wrong number of values, a non-number or non-finite number), or no end of message
+within the token bound, raises :class:`workflow_scripts.policy.PolicyFailure` with the raw
+text. Parsed values are returned as they are, even outside the space: the evaluation
+harness (:func:`workflow_scripts.evaluate.check_action`) decides for every model, failing
+an out-of-range Discrete value and clipping (and counting) a Box value beyond the bounds,
+or failing it under ``evaluation.out_of_bounds_actions: fail``.
 """
 
 from __future__ import annotations
@@ -226,7 +234,9 @@ class QwenPolicy:
         self._transitions[-1].answer_ids = list(answer_ids)
 
     def act(self, observation: Any, prev_reward: float | None, prev_term: bool | None) -> Any:
-        """The greedy action for ``observation`` given the episode so far."""
+        """The greedy action for ``observation`` given the episode so far, as parsed (the
+        harness checks it against the space); PolicyFailure for an answer that does not
+        parse."""
         self.observe(observation, prev_reward, prev_term)
         answer = self.generate_answer(self.next_token_logits())
         # The cache covers the answer but its final <|im_end|>, which the next step feeds.
