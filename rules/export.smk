@@ -2,7 +2,7 @@ from workflow_scripts.provenance import code_sha256
 
 
 rule minari_export:
-    """The env's expert dataset as a Minari (0.4.x) datasets root: episodes with their final
+    """The env's expert dataset as a Minari 0.5 datasets root: episodes with their final
     observations, the env spec, the random and expert reference scores, code version."""
     input:
         dataset="results/datasets/{env}.h5",
