@@ -4,6 +4,15 @@
 bytes of its HDF5 file (rows × bytes per row, from the env's spaces) and the total, so a
 full-paper run does not discover a full disk halfway. The rollout stage makes the same
 check against the free space of its output folder before writing a row.
+
+What it leaves out: dataset format 2's per-episode arrays, ``final_observations`` and
+``final_observation_rows`` (one observation plus 8 bytes per episode end, see
+:mod:`workflow_scripts.dataset`). Their size depends on the number of episodes, which is
+not known before collection, and the only bound known in advance (every row ending an
+episode) would count the observations twice. The estimate is low by that term: small
+where episodes are long (CartPole's 500-step expert episodes: 24 bytes per episode
+against 30 per row), larger where they are short (FrozenLake: 16 bytes per episode
+against 22 per row). HDF5's own metadata is left out too.
 """
 
 from __future__ import annotations
@@ -21,7 +30,9 @@ FLAG_AND_REWARD_BYTES = 4 + 1 + 1
 
 
 def row_bytes(observation_space: spaces.Space, action_space: spaces.Space) -> int:
-    """Bytes one transition takes in a dataset file (int64 for Discrete, float32 for Box)."""
+    """Bytes one transition takes in a dataset file's per-row arrays (int64 for Discrete,
+    float32 for Box); the per-episode final observations of format 2 are not counted (see
+    the module docstring)."""
 
     def value_bytes(space: spaces.Space) -> int:
         return 8 if isinstance(space, spaces.Discrete) else 4 * flat_dim(space)
@@ -30,7 +41,8 @@ def row_bytes(observation_space: spaces.Space, action_space: spaces.Space) -> in
 
 
 def dataset_bytes(env_id: str, n_transitions: int) -> int:
-    """Size of an env's dataset file, not counting HDF5's small metadata."""
+    """Size of an env's dataset file's per-row arrays: not counting format 2's per-episode
+    final observations nor HDF5's small metadata (see the module docstring)."""
     from workflow_scripts.envs import make_env
 
     env = make_env(env_id)
