@@ -123,3 +123,33 @@ def test_snapshot_every_needs_a_folder_to_publish_in(tmp_path):
             datasets=["x.h5"], output=tmp_path / "final", checkpoint_dir=tmp_path / "ck",
             **(TINY_DM_RUN | {"snapshot_every": 2}),
         )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- the plan (light)
+def test_snapshot_plan_seeds_and_the_protocols_needs():
+    from workflow_scripts.snapshots import (
+        curve_seeds,
+        kept_snapshot_steps,
+        protocol_problems,
+        snapshot_steps,
+        table_snapshot_steps,
+    )
+
+    section = {"max_steps": 3000, "snapshot_every": 600, "keep_snapshots": 2}
+    curves = {"seeds_per_snapshot": 3, "first_seed": 1000}
+    assert snapshot_steps(section) == [600, 1200, 1800, 2400, 3000]
+    assert kept_snapshot_steps(section) == [2400, 3000]  # the rest are temp outputs
+    assert kept_snapshot_steps(section | {"keep_snapshots": None}) == snapshot_steps(section)
+    assert snapshot_steps(section | {"snapshot_every": 0}) == []
+    seeds = [curve_seeds(section, curves, step) for step in snapshot_steps(section)]
+    assert seeds[0] == [1000, 1001, 1002] and seeds[-1] == [1012, 1013, 1014]
+    assert len({seed for group in seeds for seed in group}) == 15  # each its own seeds
+    evaluation = {"protocol": "last_evaluations", "last_evaluations": 10, "curves": curves}
+    assert table_snapshot_steps(section, evaluation) == [1200, 1800, 2400, 3000]  # 4 x 3 >= 10
+    config = {"models": ["dm"], "dm": section, "evaluation": evaluation}
+    assert protocol_problems(config) == []
+    short = {**config, "dm": section | {"snapshot_every": 1500}}  # 2 snapshots x 3 = 6 < 10
+    (problem,) = protocol_problems(short)
+    assert problem.startswith("evaluation.protocol: last_evaluations needs 10 evaluations")
+    assert "dm has 2 snapshot(s)" in problem
+    assert protocol_problems({**short, "evaluation": evaluation | {"protocol": "final"}}) == []
