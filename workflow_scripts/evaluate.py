@@ -16,6 +16,11 @@ value beyond the bounds is a number the env can take once clipped: under
 strict rule) it ends the rollout like an invalid output. :func:`check_action` is the one
 place that decides, for every model. Any other exception is a bug and propagates.
 
+A policy may add its own fields to the per-seed record (e.g. an endpoint's token counts
+and latency): if it has a ``record_fields()`` method, the dict it returns after the
+episode (complete or failed) is merged into the record; a key the harness already writes
+is refused, so a policy can never overwrite a score.
+
 CLI (one seed per process, so a cluster runs seeds and envs as separate jobs)::
 
     python -m workflow_scripts.evaluate --model dm --model-dir results/models/dm/final \\
@@ -213,7 +218,8 @@ def evaluate_policy(
 
     Returns the per-seed record (without provenance): return, length, normalized score
     (0 for a failed rollout), failure, ``n_clipped_actions``, the ``out_of_bounds`` rule
-    applied ("clip" or "fail", see :func:`check_action`), and the scale used. The env is
+    applied ("clip" or "fail", see :func:`check_action`), the scale used, and the
+    policy's own fields if it has ``record_fields()`` (see the module docstring). The env is
     built with the benchmark's episode cap; an env that would have no cap is refused (an
     episode could otherwise never end).
     """
@@ -238,7 +244,7 @@ def evaluate_policy(
     else:
         score = 0.0  # the paper's rule for a rollout the model could not complete
     record = asdict(result)
-    return {
+    record = {
         "env_id": env_id,
         "seed": int(seed),
         "return": record.pop("episode_return"),
@@ -250,6 +256,19 @@ def evaluate_policy(
         "max_episode_steps": cap,
         "episode_time_s": episode_time,
     }
+    return record | _policy_record_fields(policy, record)
+
+
+def _policy_record_fields(policy: Policy, record: dict[str, Any]) -> dict[str, Any]:
+    # The optional hook of the module docstring: the policy's own per-episode fields.
+    record_fields = getattr(policy, "record_fields", None)
+    if record_fields is None:
+        return {}
+    fields = dict(record_fields())
+    clashing = sorted(set(fields) & set(record))
+    if clashing:
+        raise ValueError(f"policy record fields clash with the harness's: {', '.join(clashing)}")
+    return fields
 
 
 def read_baseline(path: str | os.PathLike, env_id: str) -> dict[str, Any]:

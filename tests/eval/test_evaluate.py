@@ -261,6 +261,32 @@ def test_expert_equal_to_random_is_an_error_even_for_failed_rollouts():
         evaluate_policy(FailingPolicy(fail_at=0), "CartPole-v1", 0, 22.0, 22.0)
 
 
+class CountingPolicy(FailingPolicy):
+    """Fails at a given step and reports its own per-episode fields (the record hook)."""
+
+    def __init__(self, fail_at, fields=None):
+        super().__init__(fail_at)
+        self.fields = fields
+
+    def record_fields(self):
+        return self.fields or {"n_actions": self.step}
+
+
+def test_policy_record_fields_merged_after_the_episode_even_a_failed_one():
+    record = evaluate_policy(CountingPolicy(fail_at=5), "CartPole-v1", 0, 22.0, 500.0)
+    assert record["failure"]["step"] == 5 and record["normalized_score"] == 0.0
+    assert record["n_actions"] == 5  # asked after the episode, failure included
+    # A policy without the hook adds nothing.
+    plain = evaluate_policy(FailingPolicy(fail_at=5), "CartPole-v1", 0, 22.0, 500.0)
+    assert set(record) - set(plain) == {"n_actions"}
+
+
+def test_policy_record_fields_cannot_overwrite_the_harness_fields():
+    policy = CountingPolicy(fail_at=5, fields={"normalized_score": 100.0})
+    with pytest.raises(ValueError, match="clash with the harness's: normalized_score"):
+        evaluate_policy(policy, "CartPole-v1", 0, 22.0, 500.0)
+
+
 # --- loading a model, writing the record -----------------------------------------------
 
 POLICY_MODULE = '''
