@@ -174,3 +174,14 @@ def test_write_curves_writes_csv_markdown_and_plot(tmp_path):
     markdown = (out / "curves.md").read_text()
     assert "| DM-tiny | 4 | 400 |" in markdown and "not reached" in markdown
     assert (out / "learning_curves.png").stat().st_size > 10_000
+
+
+def test_a_snapshot_is_read_once_for_all_envs_and_again_when_it_changes(tmp_path, snapshot):
+    from workflow_scripts.dm.modeling_dm import DecisionModel
+    from workflow_scripts.dm.policy import load_policy
+
+    first = load_policy(snapshot, "CartPole-v1", "cpu")
+    second = load_policy(snapshot, "Pendulum-v1", "cpu")
+    assert first.model is second.model  # one load for both envs
+    DecisionModel(tiny_dm_config(ENVS)).save_pretrained(snapshot)  # the folder is rewritten
+    assert load_policy(snapshot, "CartPole-v1", "cpu").model is not first.model

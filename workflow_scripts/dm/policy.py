@@ -34,6 +34,7 @@ from transformers import DynamicCache
 from workflow_scripts.dm.layout import FLAG_CONTINUING, FLAG_EPISODE_ENDED, FLAG_WINDOW_START
 from workflow_scripts.dm.modeling_dm import DecisionModel
 from workflow_scripts.dm.tokenizer import bins_to_action, check_finite
+from workflow_scripts.policy import load_once
 from workflow_scripts.spaces import space_from_dict
 
 
@@ -235,5 +236,6 @@ def load_policy(
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir}: not a Decision Model folder (no config.json)")
-    model = DecisionModel.from_pretrained(model_dir)
+    # Read once per folder in a job that evaluates it on several envs (evaluate_snapshot).
+    model = load_once(model_dir, lambda: DecisionModel.from_pretrained(model_dir))
     return DecisionModelPolicy(model, env_id, device, use_cache, slide_transitions)

@@ -34,7 +34,7 @@ import torch
 from gymnasium import spaces
 from transformers import AutoModelForCausalLM, DynamicCache, PreTrainedModel
 
-from workflow_scripts.policy import PolicyFailure
+from workflow_scripts.policy import PolicyFailure, load_once
 from workflow_scripts.qwen.chat_format import (
     ActionParseError,
     assistant_message,
@@ -273,9 +273,15 @@ def load_policy(
     spec = envs["envs"][env_id]
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(
-        model_dir, dtype=dtype, attn_implementation="sdpa"
-    ).to(device)
+    # Read once per folder, device and dtype in a job that evaluates it on several envs.
+    model = load_once(
+        model_dir,
+        lambda: AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=dtype, attn_implementation="sdpa"
+        ).to(device),
+        str(device),
+        str(dtype),
+    )
     tokenizer = load_tokenizer(model_dir)
     if tokenizer_fingerprint(tokenizer) != envs["tokenizer_sha256"]:
         raise ValueError(
