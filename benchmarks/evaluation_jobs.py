@@ -19,9 +19,11 @@ The model is a DM of the demo's shape (2 layers, width 128, 64-transition contex
 random weights, on Pendulum-v1 and MountainCar-v0, whose episodes have a fixed length
 whatever the policy (200 steps): the episode time is the model's, not its skill's.
 
-Usage (about 2 minutes on 2 cores):
+Both ways run in alternating rounds, so a change in the machine's load falls on both.
 
-    python benchmarks/evaluation_jobs.py --seeds 4
+Usage (about 3 minutes on 2 cores):
+
+    python benchmarks/evaluation_jobs.py --seeds 4 --rounds 2
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+# The tests' input builders (baseline and dataset files with chosen scores).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ENVS = ("Pendulum-v1", "MountainCar-v0")
 DEMO_SHAPE = {
@@ -74,53 +79,78 @@ def run(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def per_seed_jobs(folder: Path, inputs: tuple, seeds: list[str]) -> tuple[float, list[dict]]:
+    """One ``evaluate`` process per env and seed: total wall time and the records."""
+    model_dir, baselines, datasets = inputs
+    wall, records = 0.0, []
+    for env_id, baseline, dataset in zip(ENVS, baselines, datasets, strict=True):
+        for seed in seeds:
+            output = folder / "eval" / env_id / f"seed{seed}.json"
+            wall += run(
+                [sys.executable, "-m", "workflow_scripts.evaluate", "--model", "dm",
+                 "--model-dir", str(model_dir), "--device", "cpu", "--env", env_id,
+                 "--seed", seed, "--baseline", str(baseline), "--dataset", str(dataset),
+                 "--output", str(output)]
+            )  # fmt: skip
+            records.append(json.loads(output.read_text()))
+    return wall, records
+
+
+def snapshot_job(folder: Path, inputs: tuple, seeds: list[str]) -> tuple[float, list[dict]]:
+    """One ``evaluate_snapshot`` process for every env and seed: wall time and records."""
+    model_dir, baselines, datasets = inputs
+    output_dir = folder / "curves" / "step600"
+    wall = run(
+        [sys.executable, "-m", "workflow_scripts.evaluate_snapshot", "--model", "dm",
+         "--model-dir", str(model_dir), "--device", "cpu", "--envs", *ENVS,
+         "--seeds", *seeds, "--baselines", *map(str, baselines),
+         "--datasets", *map(str, datasets), "--output-dir", str(output_dir)]
+    )  # fmt: skip
+    return wall, [json.loads(path.read_text()) for path in output_dir.rglob("*.json")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=4, help="episodes per env")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of both")
     args = parser.parse_args()
     seeds = [str(seed) for seed in range(1000, 1000 + args.seeds)]
-    python = [sys.executable, "-m"]
+    totals = {
+        "per seed (evaluate)": [0.0, 0.0, 0],
+        "per snapshot (evaluate_snapshot)": [0.0, 0.0, 0],
+    }
+    jobs = {"per seed (evaluate)": len(ENVS) * len(seeds), "per snapshot (evaluate_snapshot)": 1}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        model_dir, baselines, datasets = make_inputs(folder)
-        common = ["--model", "dm", "--model-dir", str(model_dir), "--device", "cpu"]
+        inputs = make_inputs(folder)
+        # Alternating rounds, so a change in the machine's load falls on both ways alike.
+        for round_index in range(args.rounds):
+            for name, way in (
+                ("per seed (evaluate)", per_seed_jobs),
+                ("per snapshot (evaluate_snapshot)", snapshot_job),
+            ):
+                wall, records = way(folder, inputs, seeds)
+                episode_time = sum(record["episode_time_s"] for record in records)
+                totals[name][0] += wall
+                totals[name][1] += episode_time
+                totals[name][2] += len(records)
+                print(f"round {round_index + 1}, {name}: {wall:.1f} s wall, "
+                      f"{episode_time:.1f} s of episodes")  # fmt: skip
 
-        per_seed_wall, per_seed_records = 0.0, []
-        for env_id, baseline, dataset in zip(ENVS, baselines, datasets, strict=True):
-            for seed in seeds:
-                output = folder / "eval" / env_id / f"seed{seed}.json"
-                per_seed_wall += run(
-                    [*python, "workflow_scripts.evaluate", *common, "--env", env_id,
-                     "--seed", seed, "--baseline", str(baseline), "--dataset", str(dataset),
-                     "--output", str(output)]
-                )  # fmt: skip
-                per_seed_records.append(json.loads(output.read_text()))
-
-        output_dir = folder / "curves" / "step600"
-        snapshot_wall = run(
-            [*python, "workflow_scripts.evaluate_snapshot", *common, "--envs", *ENVS,
-             "--seeds", *seeds, "--baselines", *map(str, baselines),
-             "--datasets", *map(str, datasets), "--output-dir", str(output_dir)]
-        )  # fmt: skip
-        snapshot_records = [json.loads(path.read_text()) for path in output_dir.rglob("*.json")]
-
-    episodes = len(per_seed_records)
-    rows = []
-    for name, wall, records, jobs in (
-        ("per seed (evaluate)", per_seed_wall, per_seed_records, episodes),
-        ("per snapshot (evaluate_snapshot)", snapshot_wall, snapshot_records, 1),
-    ):
-        episode_time = sum(record["episode_time_s"] for record in records)
-        fixed = wall - episode_time
-        rows.append((name, jobs, wall, episode_time, fixed, fixed / episode_time))
-    print(f"{episodes} episodes ({len(ENVS)} envs x {len(seeds)} seeds), demo-shaped DM, CPU")
+    episodes = len(ENVS) * len(seeds)
+    print(f"\n{episodes} episodes a round ({len(ENVS)} envs x {len(seeds)} seeds), "
+          f"{args.rounds} rounds, demo-shaped DM, CPU, 1 thread")  # fmt: skip
     print(f"{'':34s} {'jobs':>5s} {'wall s':>8s} {'episodes s':>11s} {'fixed s':>8s} "
-          f"{'fixed/episodes':>15s}")  # fmt: skip
-    for name, jobs, wall, episode_time, fixed, ratio in rows:
-        print(f"{name:34s} {jobs:5d} {wall:8.1f} {episode_time:11.1f} {fixed:8.1f} {ratio:15.2f}")
-    print(f"fixed cost per episode: {rows[0][4] / episodes:.2f} s per seed job, "
-          f"{rows[1][4] / episodes:.2f} s in one snapshot job; "
-          f"whole evaluation {rows[0][2] / rows[1][2]:.2f}x faster per snapshot")  # fmt: skip
+          f"{'fixed/episodes':>15s} {'fixed s/episode':>16s}")  # fmt: skip
+    fixed_per_episode = {}
+    for name, (wall, episode_time, n_records) in totals.items():
+        fixed = wall - episode_time
+        fixed_per_episode[name] = fixed / n_records
+        print(f"{name:34s} {jobs[name]:5d} {wall:8.1f} {episode_time:11.1f} {fixed:8.1f} "
+              f"{fixed / episode_time:15.2f} {fixed / n_records:16.2f}")  # fmt: skip
+    per_seed, per_snapshot = fixed_per_episode.values()
+    print(f"fixed cost per episode, one snapshot job / one job per seed: "
+          f"{per_snapshot / per_seed:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":
