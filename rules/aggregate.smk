@@ -7,9 +7,7 @@ from workflow_scripts.provenance import code_sha256
 # the last snapshots' curve records (inside their folders, the jobs' outputs).
 TABLE_EVALUATIONS = table_records()
 # Column names of the models: config[model]["display_name"], else the model key.
-DISPLAY_NAMES = {
-    model: config.get(model, {}).get("display_name", model) for model in MODELS
-}
+DISPLAY_NAMES = {model: display_name(config, model) for model in MODELS}
 DISPLAY_NAME_FLAGS = " ".join(
     f"--display-name {shlex.quote(f'{model}={name}')}"
     for model, name in DISPLAY_NAMES.items()

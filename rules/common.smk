@@ -3,6 +3,14 @@
 import re
 
 from workflow_scripts.config import expert_recipe, validate_config
+from workflow_scripts.models import (
+    POLICY_MODULES,
+    TRAINED,
+    display_name,
+    endpoint_settings,
+    evaluated_model_path,
+    model_kind,
+)
 from workflow_scripts.qwen.settings import BASE_MODEL_FOLDER, hub_model_id
 from workflow_scripts.snapshots import (
     CURVE_RECORD,
@@ -22,12 +30,25 @@ MODELS = list(config["models"])
 SEEDS = list(config["evaluation"]["seeds"])
 PROTOCOL = config["evaluation"]["protocol"]
 CURVES = config["evaluation"]["curves"]
-# The final protocol's per-seed evaluations of every configured model, env and seed.
+# Each row's kind (workflow_scripts/models.py): dm, qwen, retrieval or endpoint.
+KINDS = {model: model_kind(config, model) for model in MODELS}
+TRAINED_MODELS = [model for model in MODELS if model in TRAINED]
+# Snapshot steps per model (none for a row without snapshots).
+SNAPSHOT_STEPS = {
+    model: snapshot_steps(config[model]) if model in TRAINED else [] for model in MODELS
+}
+# Under last_evaluations, the rows without snapshots are read as under final.
+FINAL_ONLY_MODELS = [
+    model for model in MODELS if PROTOCOL == "final" or not SNAPSHOT_STEPS[model]
+]
+# The per-seed evaluations of the final protocol (every row) or, under last_evaluations,
+# of the rows without snapshots.
 EVALUATION_RECORDS = expand(
-    "results/eval/{model}/{env}/seed{seed}.json", model=MODELS, env=ENVS, seed=SEEDS
+    "results/eval/{model}/{env}/seed{seed}.json",
+    model=FINAL_ONLY_MODELS,
+    env=ENVS,
+    seed=SEEDS,
 )
-# Snapshot steps per model (an empty list for a model with snapshot_every 0).
-SNAPSHOT_STEPS = {model: snapshot_steps(config[model]) for model in MODELS}
 
 
 wildcard_constraints:
@@ -55,20 +76,31 @@ def reference_flag(env):
 
 
 def evaluation_resource(name):
-    """Per-model job size of ``evaluate`` (config evaluation.resources.<model>.<name>)."""
-    return lambda wildcards: config["evaluation"]["resources"][wildcards.model][name]
+    """Per-kind job size of ``evaluate`` (config evaluation.resources.<kind>.<name>)."""
+    return lambda wildcards: config["evaluation"]["resources"][KINDS[wildcards.model]][
+        name
+    ]
 
 
 def evaluation_device(wildcards):
     """config evaluation.device; ``auto`` is the CPU for a model whose job asks for no GPU,
     so a DM evaluation never lands on the GPU of a workstation or another job."""
     device = config["evaluation"]["device"]
-    if (
-        device == "auto"
-        and not config["evaluation"]["resources"][wildcards.model]["gpu"]
-    ):
+    resources = config["evaluation"]["resources"][KINDS[wildcards.model]]
+    if device == "auto" and not resources["gpu"]:
         return "cpu"
     return device
+
+
+def evaluated_model(wildcards):
+    """What the evaluation of a row on an env reads: the final model folder, the env's
+    retrieval index, or the endpoint's settings folder (workflow_scripts/models.py)."""
+    return evaluated_model_path(config, wildcards.model, wildcards.env)
+
+
+def policy_module(wildcards):
+    """The module whose load_policy evaluates a row, by its kind."""
+    return POLICY_MODULES[KINDS[wildcards.model]]
 
 
 def training_resource(model, name):
@@ -134,8 +166,10 @@ def table_records():
     """
     if PROTOCOL == "final":
         return {"records": EVALUATION_RECORDS, "folders": []}
-    records, folders = [], []
+    records, folders = list(EVALUATION_RECORDS), list(EVALUATION_RECORDS)
     for model in MODELS:
+        if model in FINAL_ONLY_MODELS:
+            continue
         steps = table_snapshot_steps(config[model], config["evaluation"])
         records += curve_records(model, steps)
         folders += [curve_folder(model, step) for step in steps]
@@ -144,9 +178,13 @@ def table_records():
 
 def evaluation_flags():
     """The table's protocol as flags of the stages that read per-seed records."""
+    seeds = f"--seeds {' '.join(map(str, SEEDS))}"
     if PROTOCOL == "final":
-        return f"--protocol final --seeds {' '.join(map(str, SEEDS))}"
-    return f"--protocol last_evaluations --last-evaluations {config['evaluation']['last_evaluations']}"
+        return f"--protocol final {seeds}"
+    flags = f"--protocol last_evaluations --last-evaluations {config['evaluation']['last_evaluations']}"
+    if FINAL_ONLY_MODELS:
+        flags += f" {seeds} --final-models {' '.join(FINAL_ONLY_MODELS)}"
+    return flags
 
 
 def qwen_base_model(wildcards):

@@ -6,7 +6,7 @@ rule evaluate:
     the final protocol; snapshots are evaluated by evaluate_snapshot (rules/curves.smk).
     """
     input:
-        model="results/models/{model}/final",
+        model=evaluated_model,
         baseline="results/baselines/{env}.json",
         dataset="results/datasets/{env}.h5",
     output:
@@ -27,8 +27,9 @@ rule evaluate:
     params:
         # The stage's code and the package modules it imports: editing them reruns it.
         code=lambda wildcards: code_sha256(
-            "workflow_scripts.evaluate", f"workflow_scripts.{wildcards.model}.policy"
+            "workflow_scripts.evaluate", policy_module(wildcards)
         ),
+        policy=policy_module,
         # The env's episode cap from config (experts.<env>.max_episode_steps), as for the
         # baseline: normalized scores compare episodes of the same length.
         cap=lambda wildcards: cap_flag(wildcards.env),
@@ -36,6 +37,7 @@ rule evaluate:
         out_of_bounds=config["evaluation"]["out_of_bounds_actions"],
     shell:
         "HF_HUB_OFFLINE=1 python -m workflow_scripts.evaluate --model {wildcards.model}"
+        " --policy-module {params.policy}"
         " --model-dir {input.model:q} --env {wildcards.env:q} --seed {wildcards.seed}"
         " --baseline {input.baseline:q} --dataset {input.dataset:q} {params.cap}"
         " --out-of-bounds {params.out_of_bounds} --device {params.device}"

@@ -90,7 +90,7 @@ rule publish:
     exports or how to build them, scores.json, the tables and plots, and how it was made.
     """
     input:
-        models=expand("results/models/{model}/final", model=MODELS),
+        models=expand("results/models/{model}/final", model=TRAINED_MODELS),
         table_csv="results/table.csv",
         table_md="results/table.md",
         comparison=["results/comparison.csv", "results/comparison.md"],
@@ -100,7 +100,9 @@ rule publish:
             "results/plots/expert_curves.png",
         ],
         videos=expand(
-            str(model_video("{model}", "{env}", VIDEO_SEED)), model=MODELS, env=ENVS
+            str(model_video("{model}", "{env}", VIDEO_SEED)),
+            model=TRAINED_MODELS,
+            env=ENVS,
         ),
         expert_videos=expand(str(expert_video("{env}")), env=ENVS),
         # Looked up when the DAG is built, after every rule file is read: some rule's
@@ -128,7 +130,7 @@ rule publish:
         code=code_sha256("workflow_scripts.publish"),
         model_dirs=" ".join(
             f"--model-dir {shlex.quote(f'{model}=results/models/{model}/final')}"
-            for model in MODELS
+            for model in TRAINED_MODELS
         ),
         display_names=DISPLAY_NAME_FLAGS,
         envs=ENVS,

@@ -201,17 +201,20 @@ class TableProtocol:
 
     ``final``: one episode of the final model per seed in ``seeds`` (results/eval/).
     ``last_evaluations``: the paper's "last 10 evaluations", per model and env the newest
-    ``n_evaluations`` snapshot evaluations with distinct seeds (results/curves/).
+    ``n_evaluations`` snapshot evaluations with distinct seeds (results/curves/); the
+    ``final_models`` (rows without snapshots: retrieval, endpoints) are read as under
+    ``final``, one episode per seed in ``seeds``.
     """
 
     name: str = "final"
     seeds: tuple[int, ...] = ()
     n_evaluations: int = 10
+    final_models: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.name not in ("final", "last_evaluations"):
             raise ValueError(f"protocol {self.name!r}: expected final or last_evaluations")
-        if self.name == "final" and not self.seeds:
+        if (self.name == "final" or self.final_models) and not self.seeds:
             raise ValueError("the final protocol needs at least one seed")
 
     def load(
@@ -220,7 +223,17 @@ class TableProtocol:
         """``(model, env) → SeedScores`` of the evaluations this protocol names."""
         if self.name == "final":
             return load_scores(records, models, envs, self.seeds)
-        return load_last_evaluations(records, models, envs, self.n_evaluations)
+        finals = [model for model in models if model in self.final_models]
+        if not finals:
+            return load_last_evaluations(records, models, envs, self.n_evaluations)
+        # Rows of both kinds: each record goes to its model's protocol.
+        by_final = {True: [], False: []}
+        for path in records:
+            by_final[_read_record(Path(path)).get("model") in finals].append(path)
+        periodic = [model for model in models if model not in finals]
+        return load_last_evaluations(
+            by_final[False], periodic, envs, self.n_evaluations
+        ) | load_scores(by_final[True], finals, envs, self.seeds)
 
     def description(self) -> str:
         """What one cell of the table is the mean of, for the note under it."""
@@ -230,10 +243,16 @@ class TableProtocol:
                 f"mean over {len(self.seeds)} independent episodes of the final model per env "
                 f"(seeds {seed_text})"
             )
-        return (
+        text = (
             f"mean over the last {self.n_evaluations} periodic evaluations per env, each one "
             "episode with its own seed, on the last snapshots (the paper's protocol)"
         )
+        if self.final_models:
+            text += (
+                f"; {', '.join(self.final_models)} (no snapshots): mean over "
+                f"{len(self.seeds)} episodes per env, seeds {', '.join(map(str, self.seeds))}"
+            )
+        return text
 
 
 def _read_record(path: Path) -> dict[str, Any]:
@@ -327,14 +346,25 @@ def average_intervals(
     }
 
 
+def compared_pair(models: Sequence[str]) -> tuple[str, str] | None:
+    """The two models the t-test compares: the paper's pair (Qwen, DM) when both are in the
+    table, whatever else is; else the only two; else none."""
+    if all(model in models for model in PAPER_MODELS):
+        return tuple(PAPER_MODELS)
+    if len(models) == 2:
+        return tuple(models)
+    return None
+
+
 def paired_columns(
     scores: dict[tuple[str, str], SeedScores], models: Sequence[str], env_id: str
 ) -> dict[str, float]:
     """The paired comparison of the two models on ``env_id`` (first − second), or NaN in
     every column unless there are two models that ran the same seeds in the same order."""
-    if len(models) != 2:
+    pair = compared_pair(models)
+    if pair is None:
         return dict.fromkeys(PAIRED_COLUMNS, math.nan)
-    first, second = (scores[model, env_id] for model in models)
+    first, second = (scores[model, env_id] for model in pair)
     if first.seeds != second.seeds:
         return dict.fromkeys(PAIRED_COLUMNS, math.nan)
     paired = paired_comparison(first.scores, second.scores, CONFIDENCE)
@@ -350,10 +380,11 @@ def paired_columns(
 def compare_models(
     scores: dict[tuple[str, str], SeedScores], models: Sequence[str], env_id: str
 ) -> Comparison | None:
-    """Welch's comparison of the two models on ``env_id``; None unless there are two."""
-    if len(models) != 2:
+    """Welch's comparison of :func:`compared_pair` on ``env_id``; None without a pair."""
+    pair = compared_pair(models)
+    if pair is None:
         return None
-    first, second = models
+    first, second = pair
     return compare(first, scores[first, env_id].scores, second, scores[second, env_id].scores)
 
 
@@ -400,7 +431,8 @@ def table_markdown(
     models = order_models(models)
     names = {model: display_names.get(model, model) for model in models}
     header = ["env_name"] + [f"{names[model]} (%)" for model in models]
-    if len(models) == 2:
+    pair = compared_pair(models)
+    if pair is not None:
         header.append("p (Welch)")
     paper_models = [model for model in models if model in PAPER_MODELS]
     header += [f"paper {PAPER_MODELS[model][1]} (%)" for model in paper_models]
@@ -422,7 +454,7 @@ def table_markdown(
                     f"{row[f'{model}_n']} rollouts ended by an invalid model output (scored 0%)."
                 )
             cells.append(cell)
-        if len(models) == 2:
+        if pair is not None:
             cells.append("" if math.isnan(row["p_value"]) else f"{row['p_value']:.3g}")
         cells += [_format_percent(row[f"paper_{model}"]) for model in paper_models]
         lines.append("| " + " | ".join(cells) + " |")
@@ -432,10 +464,10 @@ def table_markdown(
         f"Average: mean over the {len(table) - 1} envs shown.",
     ]
     notes.append(iqm_note(table, models, names))
-    if len(models) == 2:
+    if pair is not None:
         notes.append(
-            f"Bold: the better model where Welch's t-test over the per-seed values gives "
-            f"p < {SIGNIFICANCE_LEVEL}."
+            f"Bold: the better of {names[pair[0]]} and {names[pair[1]]} where Welch's t-test "
+            f"over their per-seed values gives p < {SIGNIFICANCE_LEVEL}."
         )
     if paper_models:
         notes.append(
@@ -534,6 +566,12 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
         help="the last_evaluations protocol's number of evaluations per env",
     )
     parser.add_argument(
+        "--final-models",
+        nargs="*",
+        default=[],
+        help="under last_evaluations, the models without snapshots, read as under final",
+    )
+    parser.add_argument(
         "--display-name",
         action="append",
         default=[],
@@ -543,8 +581,11 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def protocol_from_arguments(args: argparse.Namespace) -> TableProtocol:
-    """The protocol the ``--protocol``, ``--seeds`` and ``--last-evaluations`` flags name."""
-    return TableProtocol(args.protocol, tuple(args.seeds), args.last_evaluations)
+    """The protocol the ``--protocol``, ``--seeds``, ``--last-evaluations`` and
+    ``--final-models`` flags name."""
+    return TableProtocol(
+        args.protocol, tuple(args.seeds), args.last_evaluations, tuple(args.final_models)
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

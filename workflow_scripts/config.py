@@ -33,6 +33,7 @@ from workflow_scripts.algorithms import (  # noqa: F401  (re-exported for the st
 )
 from workflow_scripts.dm.settings import cross_key_problems as dm_problems
 from workflow_scripts.envs import UnknownEnvError, check_env_id
+from workflow_scripts.models import TRAINED, endpoint_problems, registry_problems
 from workflow_scripts.qwen.settings import cross_key_problems as qwen_problems
 from workflow_scripts.snapshots import protocol_problems
 
@@ -86,9 +87,12 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     for env_id, recipe in config["experts"].items():
         if env_id in config["envs"]:  # recipes for envs this run skips are not checked
             problems += _override_problems(env_id, recipe)
+    problems += registry_problems(config)
     for model in config["models"]:
-        if model not in config:
+        if model in TRAINED and model not in config:
             problems.append(f"models: {model!r} is listed but the config has no {model!r} section")
+    for name, entry in (config.get("endpoints") or {}).items():
+        problems += [f"endpoints.{name}: {problem}" for problem in endpoint_problems(entry)]
     if "dm" in config:
         problems += dm_problems(config["dm"], config["dataset"]["n_transitions"])
     if "qwen" in config:

@@ -120,8 +120,9 @@ def record_cells(schema: dict[str, Any], value: Any) -> tuple[str, str]:
 def rows(schema: dict[str, Any], value: Any, prefix: str) -> list[tuple[str, str, str, str]]:
     """(key, constraint, paper value, meaning) of every leaf under ``schema``, depth first.
 
-    A mapping with named keys gives one row per key; a mapping of free names (the
-    per-env ``experts``) gives its keys as ``<env>``.
+    A mapping with named keys gives one row per key; a mapping of free names gives its
+    keys as ``<env>`` (the per-env ``experts``) or ``<key>`` (the rows of ``retrieval``
+    and ``endpoints``).
     """
     value = value if isinstance(value, dict) else {}
     found = []
@@ -148,7 +149,8 @@ def rows(schema: dict[str, Any], value: Any, prefix: str) -> list[tuple[str, str
         found.append((name, constraint(child), shown, meaning))
     free = schema.get("additionalProperties")
     if isinstance(free, dict) and "properties" in free:
-        found += rows(free, None, f"{prefix}.<env>")
+        free_name = "<env>" if prefix == "experts" else "<key>"
+        found += rows(free, None, f"{prefix}.{free_name}")
     return found
 
 

@@ -245,8 +245,13 @@ def plot_learning_curves(
     grid = figure.add_gridspec(1 + env_rows, columns, height_ratios=[1.4] + [1] * env_rows)
     by_steps = figure.add_subplot(grid[0, : columns // 2])
     by_hours = figure.add_subplot(grid[0, columns // 2 :])
+    from workflow_scripts.plots import MODEL_COLORS
+
     models = order_models(list(dict.fromkeys(table["model"])))
-    colours = {model: f"C{index}" for index, model in enumerate(models)}
+    # The colours of the score plots: a model looks the same in every figure.
+    colours = {
+        model: MODEL_COLORS.get(model, f"C{index + 2}") for index, model in enumerate(models)
+    }
     for model in models:
         curve = table[table["model"] == model].sort_values("step")
         name = display_names.get(model, model)

@@ -45,6 +45,7 @@ from workflow_scripts.aggregate import (  # noqa: E402
     TableProtocol,
     add_evaluation_arguments,
     compare_models,
+    compared_pair,
     order_models,
     parse_display_names,
     protocol_from_arguments,
@@ -158,7 +159,7 @@ def plot_normalized_scores(
     figure.legend(handles, labels, loc="outside lower center", ncol=n_legend_columns, fontsize=8)
     n_seeds = len(next(iter(scores.values())).seeds)
     heading = f"Normalized score per env over {n_seeds} episodes (0% random, 100% expert)"
-    if len(models) == 2:
+    if compared_pair(models) is not None:
         heading += "; bold label: better model, Welch p < 0.05"
     figure.suptitle(heading, fontsize=10)
     _save(figure, output_path)

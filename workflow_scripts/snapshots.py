@@ -10,7 +10,9 @@ parse time, and :func:`workflow_scripts.config.validate_config` runs
   ``first_seed + (i-1)·k ... first_seed + i·k - 1`` for k = ``seeds_per_snapshot``
   (:func:`curve_seeds`): each periodic evaluation has its own seed, as in the paper;
 * the ``last_evaluations`` protocol reads the evaluations of the last
-  ``ceil(last_evaluations / k)`` snapshots (:func:`table_snapshot_steps`).
+  ``ceil(last_evaluations / k)`` snapshots (:func:`table_snapshot_steps`); rows without
+  snapshots (retrieval, endpoints: ``workflow_scripts/models.py``) are read as under
+  ``final``.
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ def protocol_problems(config: dict[str, Any]) -> list[str]:
     problems = []
     for model in config["models"]:
         section = config.get(model)
-        if section is None:
-            continue  # reported by validate_config
+        if model not in ("dm", "qwen") or section is None:
+            continue  # rows without snapshots are read as under final; a missing section
+            # is reported by validate_config
         steps = snapshot_steps(section)
         if evaluation["protocol"] == "last_evaluations":
             available = len(steps) * per_snapshot

@@ -339,3 +339,40 @@ def test_last_evaluations_table_says_so_and_refuses_final_records(tmp_path, eval
     final_records = record_paths(eval_dir, ["dm"], ENVS)
     with pytest.raises(ValueError, match="no snapshot step"):
         write_tables(final_records, ["dm"], ENVS, protocol, tmp_path / "t.csv", tmp_path / "t.md")
+
+
+def test_a_third_row_leaves_the_papers_pair_and_its_t_test_unchanged(tmp_path, eval_dir):
+    _, two, _ = tables(tmp_path, eval_dir, ["dm", "qwen"])
+    write_scores(
+        eval_dir,
+        {("knn", env_id): [90.0, 95.0, 85.0, 92.0, 88.0] for env_id in ENVS},
+    )
+    table, three, markdown = tables(
+        tmp_path, eval_dir, ["dm", "qwen", "knn"], display_names={"knn": "1-NN retrieval"}
+    )
+    assert list(three["p_value"]) == pytest.approx(list(two["p_value"]), nan_ok=True)
+    assert list(three["bold"].fillna("")) == list(two["bold"].fillna(""))
+    assert three.set_index("env_id").loc["CartPole-v1", "knn_mean"] == pytest.approx(90.0)
+    header = markdown.splitlines()[0]
+    assert header.startswith("| env_name | qwen (%) | dm (%) | 1-NN retrieval (%) | p (Welch) |")
+    assert "Bold: the better of qwen and dm" in markdown
+
+
+def test_rows_without_snapshots_are_read_as_under_final_beside_the_last_evaluations(
+    tmp_path, eval_dir
+):
+    curve_records = [
+        _snapshot_record(tmp_path / "curves", "dm", env_id, step, seed, 60.0 + seed % 1000)
+        for env_id in ENVS
+        for step, seed in ((100, 1001), (200, 1002))
+    ]
+    knn_records = record_paths(eval_dir, ["qwen"], seeds=SEEDS)  # a row read per seed
+    protocol = TableProtocol("last_evaluations", tuple(SEEDS), 2, final_models=("qwen",))
+    table = write_tables(
+        curve_records + knn_records, ["dm", "qwen"], ENVS, protocol,
+        tmp_path / "t.csv", tmp_path / "t.md",
+    )  # fmt: skip
+    rows = table.set_index("env_id")
+    assert rows.loc["CartPole-v1", "dm_mean"] == pytest.approx(61.5)  # its 2 evaluations
+    assert rows.loc["CartPole-v1", "qwen_mean"] == pytest.approx(np.mean(QWEN_CARTPOLE))
+    assert "qwen (no snapshots): mean over 5 episodes" in (tmp_path / "t.md").read_text()
