@@ -37,6 +37,7 @@ TRACKED_PACKAGES = (
     "transformers",
     "h5py",
     "scipy",
+    "faiss-cpu",
     "snakemake",
 )
 
