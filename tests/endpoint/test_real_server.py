@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -32,7 +31,6 @@ from workflow_scripts.endpoint.policy import load_policy as load_endpoint_policy
 from workflow_scripts.endpoint.settings import settings_from_dict, write_settings
 from workflow_scripts.evaluate import evaluate_policy
 from workflow_scripts.qwen.policy import load_policy as load_qwen_policy
-from workflow_scripts.qwen.tokenizer import IM_END, PAD, load_tokenizer
 from workflow_scripts.qwen.train import ENVS_FILE
 from workflow_scripts.qwen_budgets import main as budgets_cli
 from workflow_scripts.train_qwen import main as train_cli
@@ -90,34 +88,6 @@ def tiny_qwen(tmp_path_factory) -> Path:
     return folder / "final"
 
 
-def servable_copy(model_dir: Path, destination: Path) -> Path:
-    """``model_dir`` with the two facts ``transformers serve`` (any ``generate()`` caller)
-    needs and a random-init train_qwen folder lacks (weights, tokenizer and template
-    unchanged):
-
-    - ``generation_config.json``: ``eos_token_id`` = ``<|im_end|>``, or generation never
-      stops at the end of the answer and runs to ``max_tokens``;
-    - ``tokenizer_config.json``: ``model_input_names`` without ``token_type_ids``, which
-      the generic fast tokenizer returns by default and ``generate()`` refuses (the server
-      then hangs on that request).
-
-    A folder fine-tuned from the hub's Qwen3 has the first already; both belong in the
-    folder train_qwen writes.
-    """
-    shutil.copytree(model_dir, destination)
-    tokenizer = load_tokenizer(model_dir)
-    generation = json.loads((destination / "generation_config.json").read_text())
-    generation |= {
-        "eos_token_id": tokenizer.convert_tokens_to_ids(IM_END),
-        "pad_token_id": tokenizer.convert_tokens_to_ids(PAD),
-    }
-    (destination / "generation_config.json").write_text(json.dumps(generation, indent=2))
-    tokenizer_config = json.loads((destination / "tokenizer_config.json").read_text())
-    tokenizer_config["model_input_names"] = ["input_ids", "attention_mask"]
-    (destination / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
-    return destination
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -145,7 +115,9 @@ def server(tiny_qwen, tmp_path_factory):
     """``transformers serve`` on a free port (CPU, float32, sdpa, one thread, offline);
     yields (base URL, served folder)."""
     folder = tmp_path_factory.mktemp("served")
-    served = servable_copy(tiny_qwen, folder / "model")
+    # The folder train_qwen writes is served as is (its generation config stops at
+    # <|im_end|>, its tokenizer returns no token_type_ids).
+    served = tiny_qwen
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     log = folder / "serve.log"

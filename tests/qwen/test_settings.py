@@ -66,7 +66,8 @@ def test_rule_flags_reach_the_trainer_unchanged(sections, which):
         TrainSettings,
         "train_qwen",
         flags
-        + ["--datasets", "a.h5", "--budgets", "b.json", "--output", "o", "--checkpoint-dir", "c"],
+        + ["--datasets", "a.h5", "--budgets", "b.json", "--output", "o", "--checkpoint-dir", "c"]
+        + ["--snapshot-dir", "s"],
     )
     for key in CONFIG_FLAG_KEYS + ("random_init", "tokenizer"):
         assert getattr(config, key) == section[key], key

@@ -99,6 +99,11 @@ def _with_chat_template(tokenizer: PreTrainedTokenizerBase, source: str) -> PreT
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.eos_token = IM_END
     tokenizer.pad_token = PAD
+    # A causal LM takes no token_type_ids; a generic fast tokenizer returns them by default,
+    # and generate() (e.g. behind `transformers serve`) refuses them.
+    # (init_kwargs too: that is what save_pretrained writes to tokenizer_config.json).
+    tokenizer.model_input_names = ["input_ids", "attention_mask"]
+    tokenizer.init_kwargs["model_input_names"] = tokenizer.model_input_names
     return tokenizer
 
 

@@ -44,7 +44,12 @@ from workflow_scripts.qwen.budgets import BudgetError, read_budgets
 from workflow_scripts.qwen.chat_format import system_prompt
 from workflow_scripts.qwen.data import IGNORE_INDEX, StepSampler, WindowDataset, collate_windows
 from workflow_scripts.qwen.model import AssistantTokenLoss, load_causal_lm, model_summary
-from workflow_scripts.qwen.tokenizer import ChatMLEncoder, load_tokenizer, tokenizer_fingerprint
+from workflow_scripts.qwen.tokenizer import (
+    IM_END,
+    ChatMLEncoder,
+    load_tokenizer,
+    tokenizer_fingerprint,
+)
 from workflow_scripts.spaces import space_to_dict
 from workflow_scripts.training import (
     TrainingRun,
@@ -211,6 +216,10 @@ def _model_folder_writer(owner, tokenizer, envs_document: dict, ctx: Distributed
             fresh = AutoModelForCausalLM.from_config(model_config, dtype=torch.float32)
         fresh.load_state_dict(weights, assign=True)
         fresh.tie_weights()
+        # Generation stops at the end of an answer, for any generate() caller (a server):
+        # a random-init config knows nothing of the chat template's <|im_end|>.
+        fresh.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids(IM_END)
+        fresh.generation_config.pad_token_id = tokenizer.pad_token_id
         fresh.to(ctx.autocast_dtype or torch.float32)
         fresh.save_pretrained(folder, safe_serialization=True)
         tokenizer.save_pretrained(folder)
