@@ -98,7 +98,7 @@ def test_every_other_job_is_small(paper_plan):
         "train_expert",
         "baseline",
         "rollout",
-        "evaluate",
+        "evaluate_snapshot",  # the paper's protocol: one job per snapshot
         "aggregate",
     }
     for job in others:
