@@ -93,11 +93,14 @@ rule publish:
         models=expand("results/models/{model}/final", model=TRAINED_MODELS),
         table_csv="results/table.csv",
         table_md="results/table.md",
-        comparison=["results/comparison.csv", "results/comparison.md"],
+        # The comparison, and the learning curves when a model has snapshots.
+        extra_tables=["results/comparison.csv", "results/comparison.md"]
+        + (CURVE_OUTPUTS[:2] if CURVE_FOLDERS else []),
         scores="results/scores.json",
         plots=[
             "results/plots/normalized_scores.png",
             "results/plots/expert_curves.png",
+            *(CURVE_OUTPUTS[2:] if CURVE_FOLDERS else []),
         ],
         videos=expand(
             str(model_video("{model}", "{env}", VIDEO_SEED)),
@@ -144,7 +147,7 @@ rule publish:
     shell:
         "python -m workflow_scripts.publish {params.model_dirs} {params.display_names}"
         " --envs {params.envs:q} --table-csv {input.table_csv:q}"
-        " --table-md {input.table_md:q} --extra-tables {input.comparison:q}"
+        " --table-md {input.table_md:q} --extra-tables {input.extra_tables:q}"
         " --scores {input.scores:q} --plots {input.plots:q}"
         " --config-json {params.config_json:q} --videos-dir {params.videos_dir:q}"
         " --video-seed {params.video_seed} {params.minari} --output {output:q}"
