@@ -17,7 +17,7 @@ DISPLAY_NAME_FLAGS = " ".join(
 rule aggregate:
     """Mean normalized score per env and model, Welch's t-test, bolding; CSV and Markdown."""
     input:
-        evaluations=TABLE_EVALUATIONS["folders"] or TABLE_EVALUATIONS["records"],
+        evaluations=TABLE_EVALUATIONS["inputs"],
         experts=expand(ExpertFiles.of("{env}").summary, env=ENVS),
     output:
         csv=report(
@@ -57,7 +57,7 @@ rule aggregate:
 rule plots:
     """Per-env normalized scores against the paper; all envs' expert training curves."""
     input:
-        evaluations=TABLE_EVALUATIONS["folders"] or TABLE_EVALUATIONS["records"],
+        evaluations=TABLE_EVALUATIONS["inputs"],
         monitors=expand(ExpertFiles.of("{env}").monitor, env=ENVS),
         baselines=expand("results/baselines/{env}.json", env=ENVS),
         datasets=expand("results/datasets/{env}.h5", env=ENVS),

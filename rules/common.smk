@@ -82,14 +82,22 @@ def evaluation_resource(name):
     ]
 
 
-def evaluation_device(wildcards):
-    """config evaluation.device; ``auto`` is the CPU for a model whose job asks for no GPU,
-    so a DM evaluation never lands on the GPU of a workstation or another job."""
-    device = config["evaluation"]["device"]
-    resources = config["evaluation"]["resources"][KINDS[wildcards.model]]
-    if device == "auto" and not resources["gpu"]:
-        return "cpu"
+def job_device(job_size):
+    """config evaluation.device for the jobs whose size ``job_size(wildcards)`` gives;
+    ``auto`` is the CPU for a job that asks for no GPU, so a DM evaluation never lands on
+    the GPU of a workstation or another job."""
+
+    def device(wildcards):
+        chosen = config["evaluation"]["device"]
+        return "cpu" if chosen == "auto" and not job_size(wildcards)["gpu"] else chosen
+
     return device
+
+
+# The device of an evaluation (the evaluate and video jobs), by the row's kind.
+evaluation_device = job_device(
+    lambda wildcards: config["evaluation"]["resources"][KINDS[wildcards.model]]
+)
 
 
 def evaluated_model(wildcards):
@@ -142,14 +150,6 @@ def curve_resource(name):
     return lambda wildcards: CURVES["resources"][wildcards.model][name]
 
 
-def curve_device(wildcards):
-    """evaluation.device; auto is the CPU when the curve job asks for no GPU."""
-    device = config["evaluation"]["device"]
-    if device == "auto" and not CURVES["resources"][wildcards.model]["gpu"]:
-        return "cpu"
-    return device
-
-
 def episode_caps(wildcards):
     """``--max-episode-steps ENV=N`` for every env the config caps (as the baseline's)."""
     caps = [
@@ -161,19 +161,17 @@ def episode_caps(wildcards):
 
 
 def table_records():
-    """The per-seed records results/table.csv averages, by evaluation.protocol: the final
-    model's seeds, or the last snapshots' curve evaluations (with their folders as inputs).
-    """
-    if PROTOCOL == "final":
-        return {"records": EVALUATION_RECORDS, "folders": []}
-    records, folders = list(EVALUATION_RECORDS), list(EVALUATION_RECORDS)
+    """The per-seed records results/table.csv averages, by evaluation.protocol, and the
+    inputs of the rules that read them: the final-protocol records are files of their own,
+    the last snapshots' curve records sit inside their folders (the jobs' outputs)."""
+    records, inputs = list(EVALUATION_RECORDS), list(EVALUATION_RECORDS)
     for model in MODELS:
         if model in FINAL_ONLY_MODELS:
             continue
         steps = table_snapshot_steps(config[model], config["evaluation"])
         records += curve_records(model, steps)
-        folders += [curve_folder(model, step) for step in steps]
-    return {"records": records, "folders": folders}
+        inputs += [curve_folder(model, step) for step in steps]
+    return {"records": records, "inputs": inputs}
 
 
 def evaluation_flags():

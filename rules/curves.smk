@@ -43,7 +43,7 @@ rule evaluate_snapshot:
             config[wildcards.model], CURVES, int(wildcards.step)
         ),
         caps=episode_caps,
-        device=curve_device,
+        device=job_device(lambda wildcards: CURVES["resources"][wildcards.model]),
         out_of_bounds=config["evaluation"]["out_of_bounds_actions"],
     shell:
         "HF_HUB_OFFLINE=1 python -m workflow_scripts.evaluate_snapshot"
