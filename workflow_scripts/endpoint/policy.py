@@ -46,6 +46,7 @@ from workflow_scripts.policy import PolicyFailure
 from workflow_scripts.qwen.chat_format import (
     ActionParseError,
     parse_action,
+    previous_outcome,
     system_prompt,
     user_message,
 )
@@ -135,14 +136,10 @@ class EndpointPolicy:
 
     def observe(self, observation: Any, prev_reward: float | None, prev_term: bool | None) -> None:
         """Add the new observation to the context, dropping the oldest transitions if needed."""
-        first_step = prev_reward is None
         self._transitions.append(
             _Transition(
                 observation=np.asarray(observation).copy(),
-                reward=None if first_step else float(prev_reward),
-                terminated=None if first_step else bool(prev_term),
-                # Within an episode the previous step never truncated (it would have ended).
-                truncated=None if first_step else False,
+                **previous_outcome(prev_reward, prev_term),
             )
         )
         if len(self._transitions) > self.n_transitions_max:

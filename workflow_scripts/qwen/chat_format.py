@@ -118,6 +118,18 @@ def user_message(
     )
 
 
+def previous_outcome(
+    prev_reward: float | None, prev_term: bool | None
+) -> dict[str, float | bool | None]:
+    """The outcome an evaluation step's user message shows, as :func:`user_message`'s
+    ``reward``, ``terminated``, ``truncated``: none on an episode's first step (the harness
+    gives ``prev_reward=None``), else the previous step's reward and termination, never
+    truncated (a truncated step would have ended the episode)."""
+    if prev_reward is None:
+        return {"reward": None, "terminated": None, "truncated": None}
+    return {"reward": float(prev_reward), "terminated": bool(prev_term), "truncated": False}
+
+
 def assistant_message(action: Any, action_space: spaces.Space) -> str:
     """The action message the model learns to write: ``{"action": a}``."""
     return f'{{"action": {format_space_value(action, action_space)}}}'
