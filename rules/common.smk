@@ -5,11 +5,14 @@ import re
 from workflow_scripts.config import expert_recipe, validate_config
 from workflow_scripts.models import (
     POLICY_MODULES,
+    RETRIEVAL_INDEX,
     TRAINED,
+    chat_model,
     display_name,
     endpoint_settings,
     evaluated_model_path,
     model_kind,
+    retrieval_neighbours,
 )
 from workflow_scripts.qwen.settings import BASE_MODEL_FOLDER, hub_model_id
 from workflow_scripts.snapshots import (
@@ -32,6 +35,9 @@ PROTOCOL = config["evaluation"]["protocol"]
 CURVES = config["evaluation"]["curves"]
 # Each row's kind (workflow_scripts/models.py): dm, qwen, retrieval or endpoint.
 KINDS = {model: model_kind(config, model) for model in MODELS}
+# The chat models the retrieval-context rows run, listed in models or not (their
+# endpoint settings folders are files of the workflow too).
+CONTEXT_CHAT_MODELS = sorted({chat_model(config, model) for model in MODELS} - {None})
 TRAINED_MODELS = [model for model in MODELS if model in TRAINED]
 # Snapshot steps per model (none for a row without snapshots).
 SNAPSHOT_STEPS = {
@@ -53,7 +59,7 @@ EVALUATION_RECORDS = expand(
 
 wildcard_constraints:
     env="|".join(re.escape(env) for env in ENVS),
-    model="|".join(MODELS) if MODELS else "(?!)",
+    model=("|".join(dict.fromkeys(MODELS + CONTEXT_CHAT_MODELS)) if MODELS else "(?!)"),
     seed=r"\d+",
     step=r"\d+",
 
@@ -104,6 +110,22 @@ def evaluated_model(wildcards):
     """What the evaluation of a row on an env reads: the final model folder, the env's
     retrieval index, or the endpoint's settings folder (workflow_scripts/models.py)."""
     return evaluated_model_path(config, wildcards.model, wildcards.env)
+
+
+def context_index(wildcards):
+    """The env's retrieval index a retrieval-context row reads, or nothing."""
+    if chat_model(config, wildcards.model) is None:
+        return []
+    return [RETRIEVAL_INDEX.format(env=wildcards.env)]
+
+
+def context_flags(wildcards):
+    """``--retrieval-index PATH --neighbours K`` for a retrieval-context row, else nothing."""
+    if chat_model(config, wildcards.model) is None:
+        return ""
+    index = RETRIEVAL_INDEX.format(env=wildcards.env)
+    neighbours = retrieval_neighbours(config, wildcards.model)
+    return f"--retrieval-index {index} --neighbours {neighbours}"
 
 
 def policy_module(wildcards):

@@ -9,6 +9,8 @@ rule evaluate:
         model=evaluated_model,
         baseline="results/baselines/{env}.json",
         dataset="results/datasets/{env}.h5",
+        # A retrieval-context row's index (workflow_scripts/models.py); none for the others.
+        index=context_index,
     output:
         "results/eval/{model}/{env}/seed{seed}.json",
     log:
@@ -35,10 +37,11 @@ rule evaluate:
         cap=lambda wildcards: cap_flag(wildcards.env),
         device=evaluation_device,
         out_of_bounds=config["evaluation"]["out_of_bounds_actions"],
+        context=context_flags,
     shell:
         "HF_HUB_OFFLINE=1 python -m workflow_scripts.evaluate --model {wildcards.model}"
         " --policy-module {params.policy}"
         " --model-dir {input.model:q} --env {wildcards.env:q} --seed {wildcards.seed}"
         " --baseline {input.baseline:q} --dataset {input.dataset:q} {params.cap}"
         " --out-of-bounds {params.out_of_bounds} --device {params.device}"
-        " --threads {threads} --output {output:q} > {log:q} 2>&1"
+        " --threads {threads} {params.context} --output {output:q} > {log:q} 2>&1"

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import os
 import time
@@ -303,11 +304,14 @@ def load_model_policy(
     env_id: str,
     device: str,
     policy_module: str | None = None,
+    retrieval: Any = None,
 ) -> Policy:
     """``load_policy(model_dir, env_id, device)`` from ``workflow_scripts.<model>.policy``.
 
     ``policy_module`` names another module with the same ``load_policy`` function (a
-    policy kept outside this package, or a hand-written one in tests).
+    policy kept outside this package, or a hand-written one in tests). ``retrieval`` (a
+    :class:`~workflow_scripts.retrieval.context.RetrievalContext`) is passed on as
+    ``load_policy(..., retrieval=...)``, which the chat policies take.
     """
     module_name = policy_module or f"workflow_scripts.{model}.policy"
     try:
@@ -318,7 +322,14 @@ def load_model_policy(
         raise ValueError(f"model {model!r}: no policy module {module_name}") from None
     if not hasattr(module, "load_policy"):
         raise ValueError(f"model {model!r}: {module_name} has no load_policy function")
-    return module.load_policy(model_dir, env_id, device)
+    if retrieval is None:
+        return module.load_policy(model_dir, env_id, device)
+    if "retrieval" not in inspect.signature(module.load_policy).parameters:
+        raise ValueError(
+            f"model {model!r}: {module_name}.load_policy takes no retrieval context "
+            "(only the chat policies do: qwen and endpoints)"
+        )
+    return module.load_policy(model_dir, env_id, device, retrieval=retrieval)
 
 
 def evaluate_model_seed(
@@ -333,6 +344,8 @@ def evaluate_model_seed(
     device: str = "auto",
     policy_module: str | None = None,
     out_of_bounds: str = "clip",
+    retrieval_index: str | os.PathLike | None = None,
+    neighbours: int | None = None,
 ) -> dict[str, Any]:
     """Load ``model``'s policy for ``env_id``, run seed ``seed``, write the per-seed JSON.
 
@@ -341,6 +354,7 @@ def evaluate_model_seed(
     (record,) = evaluate_model_seeds(
         model, model_dir, env_id, [seed], baseline_path, dataset_path, [output_path],
         max_episode_steps, device, policy_module, out_of_bounds,
+        retrieval_index=retrieval_index, neighbours=neighbours,
     )  # fmt: skip
     return record
 
@@ -358,6 +372,8 @@ def evaluate_model_seeds(
     policy_module: str | None = None,
     out_of_bounds: str = "clip",
     extra: dict[str, Any] | None = None,
+    retrieval_index: str | os.PathLike | None = None,
+    neighbours: int | None = None,
 ) -> list[dict[str, Any]]:
     """Load ``model``'s policy for ``env_id`` once, run one episode per seed, write each
     seed's JSON to the matching ``output_paths`` entry (atomically).
@@ -369,8 +385,15 @@ def evaluate_model_seeds(
     folder's hash, the baseline file's hash, the dataset attributes' hash, package
     versions, device, the load time (once per call) and the wall time of load plus
     episode; ``extra`` (e.g. a snapshot's progress) is added as is.
+
+    ``retrieval_index`` and ``neighbours`` (both or neither) give a chat policy a retrieval
+    context instead of the episode's history: the ``neighbours`` transitions of the env's
+    index (:mod:`workflow_scripts.retrieval.index`) nearest each observation. The record
+    then names the index, its hash and ``neighbours``.
     """
     _require_rule(out_of_bounds)
+    if (retrieval_index is None) != (neighbours is None):
+        raise ValueError("a retrieval context needs both retrieval_index and neighbours")
     if len(seeds) != len(output_paths):
         raise ValueError(f"{len(seeds)} seeds but {len(output_paths)} output paths")
     start = time.perf_counter()
@@ -385,7 +408,18 @@ def evaluate_model_seeds(
             f"steps, this evaluation at {cap}; rerun the baseline with the same config"
         )
     device = resolve_device(device)
-    policy = load_model_policy(model, model_dir, env_id, device, policy_module)
+    retrieval, context = None, {}
+    if retrieval_index is not None:
+        from workflow_scripts.retrieval.context import RetrievalContext
+        from workflow_scripts.retrieval.index import load_index
+
+        retrieval = RetrievalContext(load_index(retrieval_index, env_id=env_id), int(neighbours))
+        context = {
+            "retrieval_index": str(retrieval_index),
+            "retrieval_index_sha256": sha256_file(retrieval_index),
+            "retrieval_neighbours": int(neighbours),
+        }
+    policy = load_model_policy(model, model_dir, env_id, device, policy_module, retrieval)
     load_time = time.perf_counter() - start
     provenance = {
         "model_dir": str(model_dir),
@@ -396,6 +430,7 @@ def evaluate_model_seeds(
         "dataset": str(dataset_path),
         "dataset_attrs_sha256": sha256_json(dataset_info.attrs),
         "device": device,
+        **context,
     }
     records = []
     for seed, output_path in zip(seeds, output_paths, strict=True):
@@ -464,7 +499,18 @@ def main(argv: list[str] | None = None) -> None:
         help="module with load_policy(model_dir, env_id, device); "
         "default workflow_scripts.<model>.policy",
     )
+    parser.add_argument(
+        "--retrieval-index",
+        default=None,
+        help="the env's retrieval index (results/retrieval/{env}.h5): a chat policy's context "
+        "holds the nearest dataset transitions instead of the episode's history",
+    )
+    parser.add_argument(
+        "--neighbours", type=int, default=None, help="transitions a retrieval context holds"
+    )
     args = parser.parse_args(argv)
+    if (args.retrieval_index is None) != (args.neighbours is None):
+        parser.error("--retrieval-index and --neighbours go together")
 
     import torch
 
@@ -481,6 +527,8 @@ def main(argv: list[str] | None = None) -> None:
         device=args.device,
         policy_module=args.policy_module,
         out_of_bounds=args.out_of_bounds,
+        retrieval_index=args.retrieval_index,
+        neighbours=args.neighbours,
     )
     print(describe(record))
 

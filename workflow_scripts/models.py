@@ -7,7 +7,12 @@ A key in ``models:`` is one of:
   with snapshots and learning curves;
 * a key of ``retrieval:``: the 1-NN behaviour-cloning reference, which acts as the
   nearest expert transition of the env's dataset did (an index per env, built once:
-  ``results/retrieval/{env}.h5``);
+  ``results/retrieval/{env}.h5``); or, with ``chat_model: qwen`` or ``chat_model: <a key
+  of endpoints>`` and ``neighbours: k``, that chat model with a retrieval context (the
+  paper's future work): its context holds the k dataset transitions nearest the current
+  observation, with their expert actions, instead of the episode's history. Such a row
+  is of its chat model's kind (``qwen`` or ``endpoint``: same policy, same job size) and
+  also reads the env's index;
 * a key of ``endpoints:``: a chat model behind an OpenAI-compatible API, evaluated in the
   paper's chat format (its settings file ``results/endpoints/{key}/endpoint.json`` is
   its "model folder").
@@ -34,23 +39,51 @@ RETRIEVAL_INDEX = "results/retrieval/{env}.h5"
 ENDPOINT_FOLDER = "results/endpoints/{model}"
 
 
+CHAT_KINDS = ("qwen", "endpoint")
+
+
 def model_kind(config: dict[str, Any], model: str) -> str:
-    """``dm``, ``qwen``, ``retrieval`` or ``endpoint``; ValueError for an undeclared key."""
+    """``dm``, ``qwen``, ``retrieval`` or ``endpoint``; ValueError for an undeclared key.
+
+    A retrieval-context row is of its chat model's kind (``qwen`` or ``endpoint``)."""
     if model in TRAINED:
         return model
     for section, kind in KIND_SECTIONS.items():
         if model in (config.get(section) or {}):
-            return kind
+            chat = chat_model(config, model)
+            return kind if chat is None else model_kind(config, chat)
     raise ValueError(f"model {model!r} is neither dm, qwen, nor a key of retrieval: or endpoints:")
+
+
+def chat_model(config: dict[str, Any], model: str) -> str | None:
+    """The chat model (``qwen`` or a key of ``endpoints``) a retrieval-context row runs, or
+    None for any other row; ValueError when it names anything else."""
+    entry = (config.get("retrieval") or {}).get(model) or {}
+    chat = entry.get("chat_model")
+    if chat is None:
+        return None
+    if chat != "qwen" and chat not in (config.get("endpoints") or {}):
+        raise ValueError(
+            f"retrieval.{model}.chat_model: {chat!r} is neither qwen nor a key of endpoints:"
+        )
+    return chat
+
+
+def retrieval_neighbours(config: dict[str, Any], model: str) -> int | None:
+    """The transitions a retrieval-context row's context holds, or None for any other row."""
+    if chat_model(config, model) is None:
+        return None
+    return int(config["retrieval"][model]["neighbours"])
 
 
 def model_section(config: dict[str, Any], model: str) -> dict[str, Any]:
     """The config section that describes ``model`` (``dm:``, ``retrieval.<key>``, ...)."""
-    kind = model_kind(config, model)
-    if kind in TRAINED:
+    if model in TRAINED:
         return config[model]
-    section = next(name for name, each in KIND_SECTIONS.items() if each == kind)
-    return config[section][model]
+    for section in KIND_SECTIONS:
+        if model in (config.get(section) or {}):
+            return config[section][model]
+    raise ValueError(f"model {model!r} is neither dm, qwen, nor a key of retrieval: or endpoints:")
 
 
 def display_name(config: dict[str, Any], model: str) -> str:
@@ -65,13 +98,15 @@ def has_snapshots(config: dict[str, Any], model: str) -> bool:
 
 def evaluated_model_path(config: dict[str, Any], model: str, env_id: str) -> str:
     """What ``evaluate --model-dir`` gets for ``model`` on ``env_id`` (a rule input): the
-    final model folder, the env's retrieval index, or the endpoint's settings folder."""
+    final model folder, the env's retrieval index, or the endpoint's settings folder (a
+    retrieval-context row's are its chat model's)."""
     kind = model_kind(config, model)
+    runs = chat_model(config, model) or model
     if kind in TRAINED:
-        return f"results/models/{model}/final"
+        return f"results/models/{runs}/final"
     if kind == "retrieval":
         return RETRIEVAL_INDEX.format(env=env_id)
-    return ENDPOINT_FOLDER.format(model=model)
+    return ENDPOINT_FOLDER.format(model=runs)
 
 
 def registry_problems(config: dict[str, Any]) -> list[str]:
@@ -88,6 +123,12 @@ def registry_problems(config: dict[str, Any]) -> list[str]:
             )
         elif len(declared) > 1:
             problems.append(f"models[{index}]: {model!r} is declared in both {declared}")
+    # The schema requires chat_model and neighbours together; here, what chat_model names.
+    for model in config.get("retrieval") or {}:
+        try:
+            chat_model(config, model)
+        except ValueError as error:
+            problems.append(str(error))
     return problems
 
 

@@ -33,6 +33,8 @@ from workflow_scripts.evaluate import evaluate_policy
 from workflow_scripts.qwen.policy import load_policy as load_qwen_policy
 from workflow_scripts.qwen.train import ENVS_FILE
 from workflow_scripts.qwen_budgets import main as budgets_cli
+from workflow_scripts.retrieval.context import RetrievalContext
+from workflow_scripts.retrieval.index import build_index, load_index
 from workflow_scripts.train_qwen import main as train_cli
 
 ENV_ID = "CartPole-v1"
@@ -173,3 +175,39 @@ def test_endpoint_record_equals_the_in_process_qwen_record(server, tiny_qwen, tm
     assert record["endpoint_requests"] == through_server.n_calls == in_process.n_calls
     assert record["endpoint_retries"] == 0
     assert record["endpoint_latency_mean_s"] > 0
+
+
+def test_with_a_retrieval_context_the_server_and_in_process_records_agree(
+    server, tiny_qwen, tmp_path
+):
+    """The paper's future work through both paths: the context holds the nearest dataset
+    transitions instead of the history; the same actions and record come back."""
+    base_url, served = server
+    index_file = tmp_path / f"{ENV_ID}.h5"
+    build_index(tiny_qwen.parent / f"{ENV_ID}.h5", index_file)
+    envs = json.loads((tiny_qwen / ENVS_FILE).read_text())
+    endpoint_dir = tmp_path / "endpoint"
+    settings = {
+        "base_url": base_url,
+        "model": str(served),
+        "n_transitions_max": envs["envs"][ENV_ID]["n_transitions_max"],
+        "max_seq_length": envs["max_seq_length"],
+        "tokenizer": str(tiny_qwen),
+        "timeout_s": 120.0,
+    }
+    write_settings(endpoint_dir, settings_from_dict(settings))
+    with load_index(index_file, ENV_ID) as index:
+        context = RetrievalContext(index, 4)
+        in_process = Recording(load_qwen_policy(tiny_qwen, ENV_ID, device="cpu", retrieval=context))
+        expected = evaluate_policy(in_process, ENV_ID, SEED, random_score=22.0, expert_score=500.0)
+        through_server = Recording(load_endpoint_policy(endpoint_dir, ENV_ID, retrieval=context))
+        record = evaluate_policy(
+            through_server, ENV_ID, SEED, random_score=22.0, expert_score=500.0
+        )
+    assert through_server.actions == in_process.actions
+    assert in_process.policy.n_transitions_in_context == 1  # no history
+    endpoint_fields = {key for key in record if key.startswith("endpoint_")}
+    assert {key: record[key] for key in record.keys() - TIMING_FIELDS - endpoint_fields} == {
+        key: expected[key] for key in expected.keys() - TIMING_FIELDS
+    }
+    assert record["endpoint_requests"] == in_process.n_calls

@@ -12,7 +12,11 @@ transitions (the current one included), the oldest dropped first (FIFO) and the 
 prompt kept; the new first observation is then shown without the previous outcome, as
 training windows start. With ``max_seq_length`` set, the oldest transitions are also
 dropped until the context (counted in ChatML tokens of the settings' tokenizer) plus the
-answer bound fits, as the Qwen policy does.
+answer bound fits, as the Qwen policy does. With a retrieval context
+(:class:`workflow_scripts.retrieval.context.RetrievalContext`) the history is replaced, as
+for the Qwen policy: the nearest dataset transitions with their expert actions, then the
+current observation with the previous step's outcome (the farthest neighbours dropped
+until the context and answer bound fit ``max_seq_length``, when set).
 
 The failure rule is the Qwen policy's: an answer that
 :func:`~workflow_scripts.qwen.chat_format.parse_action` refuses, that has no text, or that
@@ -34,7 +38,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from gymnasium import spaces
@@ -52,6 +56,9 @@ from workflow_scripts.qwen.chat_format import (
 )
 from workflow_scripts.qwen.policy import max_answer_tokens
 from workflow_scripts.qwen.tokenizer import ChatMLEncoder, load_tokenizer
+
+if TYPE_CHECKING:
+    from workflow_scripts.retrieval.context import RetrievalContext
 
 
 @dataclass
@@ -76,6 +83,7 @@ class EndpointPolicy:
         env_id: str,
         observation_space: spaces.Space,
         action_space: spaces.Space,
+        retrieval: RetrievalContext | None = None,
     ):
         self.client = client
         self.settings = settings
@@ -83,6 +91,7 @@ class EndpointPolicy:
         self.env_id = env_id
         self.observation_space = observation_space
         self.action_space = action_space
+        self.retrieval = retrieval
         self.n_transitions_max = settings.budget(env_id)
         self.max_seq_length = settings.max_seq_length
         self.max_tokens = settings.max_tokens or max_answer_tokens(encoder, action_space)
@@ -101,6 +110,15 @@ class EndpointPolicy:
 
     def messages(self) -> list[dict[str, str]]:
         """The conversation sent for the current step (ends with the current observation)."""
+        if self.retrieval is not None:
+            current = self._transitions[-1]
+            return self.retrieval.messages(
+                current.observation,
+                current.reward,
+                current.terminated,
+                current.truncated,
+                fits=None if self.max_seq_length is None else self._fits,
+            )
         messages = [self.system_message]
         for index, transition in enumerate(self._transitions):
             messages.append(self._user_message(transition, opens_context=index == 0))
@@ -127,21 +145,29 @@ class EndpointPolicy:
     def context_tokens(self) -> int:
         """ChatML tokens of :meth:`messages` up to the open assistant header, in the
         settings' tokenizer (what the in-process Qwen policy feeds its model)."""
-        messages = self.messages()[1:]
+        return self._tokens(self.messages())
+
+    def _tokens(self, messages: list[dict[str, str]]) -> int:
+        """ChatML tokens of ``messages`` (the system prompt first) up to the open header."""
         return (
             self._system_tokens
-            + sum(self._message_tokens(message) for message in messages)
+            + sum(self._message_tokens(message) for message in messages[1:])
             + len(self.encoder.generation_prompt_ids)
         )
 
+    def _fits(self, messages: list[dict[str, str]]) -> bool:
+        return self._tokens(messages) + self.max_tokens <= self.max_seq_length
+
     def observe(self, observation: Any, prev_reward: float | None, prev_term: bool | None) -> None:
-        """Add the new observation to the context, dropping the oldest transitions if needed."""
-        self._transitions.append(
-            _Transition(
-                observation=np.asarray(observation).copy(),
-                **previous_outcome(prev_reward, prev_term),
-            )
+        """Add the new observation to the context, dropping the oldest transitions if needed
+        (with a retrieval context, the current transition is all it keeps)."""
+        transition = _Transition(
+            observation=np.asarray(observation).copy(), **previous_outcome(prev_reward, prev_term)
         )
+        if self.retrieval is not None:
+            self._transitions = deque([transition])
+            return
+        self._transitions.append(transition)
         if len(self._transitions) > self.n_transitions_max:
             self._transitions.popleft()
         while (
@@ -209,14 +235,18 @@ class EndpointPolicy:
 
 
 def load_policy(
-    model_dir: str | os.PathLike, env_id: str, device: str | None = None
+    model_dir: str | os.PathLike,
+    env_id: str,
+    device: str | None = None,
+    retrieval: RetrievalContext | None = None,
 ) -> EndpointPolicy:
     """The endpoint policy of an endpoint model folder (``endpoint.json``, see
     :mod:`workflow_scripts.endpoint.settings`) for ``env_id``.
 
     ``device`` is unused (the model runs on the server); it is the harness's common
     signature. The API key is read here from the environment variable the settings name,
-    so a missing key fails before the first episode.
+    so a missing key fails before the first episode. ``retrieval`` replaces the episode's
+    history with the env's nearest dataset transitions.
     """
     settings = read_settings(model_dir)
     settings.budget(env_id)  # an env without a budget fails before any request
@@ -236,4 +266,6 @@ def load_policy(
     finally:
         env.close()
     encoder = ChatMLEncoder(load_tokenizer(settings.tokenizer))
-    return EndpointPolicy(client, settings, encoder, env_id, observation_space, action_space)
+    return EndpointPolicy(
+        client, settings, encoder, env_id, observation_space, action_space, retrieval
+    )

@@ -18,6 +18,13 @@ text. Parsed values are returned as they are, even outside the space: the evalua
 harness (:func:`workflow_scripts.evaluate.check_action`) decides for every model, failing
 an out-of-range Discrete value and clipping (and counting) a Box value beyond the bounds,
 or failing it under ``evaluation.out_of_bounds_actions: fail``.
+
+With a retrieval context (:class:`workflow_scripts.retrieval.context.RetrievalContext`, the
+paper's future work) the episode's history is replaced: each step's context is the system
+prompt, the nearest dataset transitions with their expert actions (the farthest dropped
+until the longest answer fits ``max_seq_length``), and the current observation with the
+previous step's outcome. The neighbours change with every observation, so the cache is
+rebuilt at every step.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import os
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -46,6 +53,9 @@ from workflow_scripts.qwen.chat_format import (
 from workflow_scripts.qwen.tokenizer import ChatMLEncoder, load_tokenizer, tokenizer_fingerprint
 from workflow_scripts.qwen.train import ENVS_FILE
 from workflow_scripts.spaces import space_from_dict
+
+if TYPE_CHECKING:
+    from workflow_scripts.retrieval.context import RetrievalContext
 
 # Extra tokens allowed beyond the longest well-formed answer before giving up on a step.
 ANSWER_TOKEN_MARGIN = 16
@@ -89,6 +99,7 @@ class QwenPolicy:
         max_seq_length: int,
         reuse_kv_cache: bool = True,
         fifo_drop: int = 1,
+        retrieval: RetrievalContext | None = None,
     ):
         if fifo_drop < 1 or fifo_drop > n_transitions_max:
             raise ValueError(f"fifo_drop must be in 1..{n_transitions_max}, got {fifo_drop}")
@@ -101,6 +112,7 @@ class QwenPolicy:
         self.max_seq_length = int(max_seq_length)
         self.reuse_kv_cache = reuse_kv_cache
         self.fifo_drop = int(fifo_drop)
+        self.retrieval = retrieval
         self.max_new_tokens = max_answer_tokens(encoder, action_space)
         self.device = next(model.parameters()).device
         self.system_ids = encoder.message_ids(
@@ -117,6 +129,7 @@ class QwenPolicy:
         self._transitions: deque[_Transition] = deque()
         self._cache: DynamicCache | None = None
         self._cached_ids: list[int] = []
+        self._retrieval_ids: list[int] = []
 
     @property
     def n_transitions_in_context(self) -> int:
@@ -124,6 +137,8 @@ class QwenPolicy:
 
     def context_ids(self) -> list[int]:
         """Token ids of the current context, up to the open assistant header."""
+        if self.retrieval is not None:
+            return list(self._retrieval_ids)
         ids = list(self.system_ids)
         for index, transition in enumerate(self._transitions):
             if index == 0:
@@ -162,14 +177,35 @@ class QwenPolicy:
         self.n_forward_tokens += len(new_ids)
         return output.logits[0, -1]
 
-    def observe(self, observation: Any, prev_reward: float | None, prev_term: bool | None) -> None:
-        """Add the new observation to the context, dropping the oldest transitions if needed."""
-        self._transitions.append(
-            _Transition(
-                observation=np.asarray(observation).copy(),
-                **previous_outcome(prev_reward, prev_term),
+    def _messages_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """ChatML ids of ``messages`` up to the open assistant header."""
+        ids = []
+        for message in messages:
+            ids += self.encoder.message_ids(
+                message["role"], self.encoder.encode(message["content"])
             )
+        return ids + self.encoder.generation_prompt_ids
+
+    def observe(self, observation: Any, prev_reward: float | None, prev_term: bool | None) -> None:
+        """Add the new observation to the context, dropping the oldest transitions if needed
+        (or, with a retrieval context, build the context of its nearest transitions)."""
+        transition = _Transition(
+            observation=np.asarray(observation).copy(), **previous_outcome(prev_reward, prev_term)
         )
+        if self.retrieval is not None:
+            self._transitions = deque([transition])
+            messages = self.retrieval.messages(
+                transition.observation,
+                transition.reward,
+                transition.terminated,
+                transition.truncated,
+                fits=lambda messages: (
+                    len(self._messages_ids(messages)) + self.max_new_tokens <= self.max_seq_length
+                ),
+            )
+            self._retrieval_ids = self._messages_ids(messages)
+            return
+        self._transitions.append(transition)
         # FIFO: at most n_transitions_max transitions (the current one included), and room
         # for the longest answer within max_seq_length. The paper drops one transition at a
         # time (fifo_drop=1), which rebuilds the cache at every step once the window is full;
@@ -251,12 +287,14 @@ def load_policy(
     device: str | torch.device | None = None,
     reuse_kv_cache: bool = True,
     fifo_drop: int = 1,
+    retrieval: RetrievalContext | None = None,
 ) -> QwenPolicy:
     """The policy of a model folder written by ``train_qwen`` for one of its envs.
 
     ``device`` defaults to CUDA when available (bf16 weights there, fp32 on CPU).
     ``reuse_kv_cache=False`` re-encodes the whole context at every step (for comparison);
-    ``fifo_drop`` is how many transitions a full window drops at once (the paper: 1).
+    ``fifo_drop`` is how many transitions a full window drops at once (the paper: 1);
+    ``retrieval`` replaces the episode's history with the env's nearest dataset transitions.
     """
     model_dir = Path(model_dir)
     envs_path = model_dir / ENVS_FILE
@@ -295,4 +333,5 @@ def load_policy(
         envs["max_seq_length"],
         reuse_kv_cache=reuse_kv_cache,
         fifo_drop=fifo_drop,
+        retrieval=retrieval,
     )

@@ -22,10 +22,31 @@ identical dataset observations are one point, with the most common expert action
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from workflow_scripts.qwen.chat_format import assistant_message, system_prompt, user_message
 from workflow_scripts.retrieval.index import RetrievalIndex
+
+
+def neighbour_messages(index: RetrievalIndex, points: np.ndarray) -> list[dict[str, str]]:
+    """A user message (the observation) and an assistant message (its expert action) for each
+    index point of ``points``, in the order given."""
+    messages = []
+    for point, neighbour in zip(points, index.observations(points), strict=True):
+        messages.append(
+            {"role": "user", "content": user_message(neighbour, index.observation_space)}
+        )
+        messages.append(
+            {
+                "role": "assistant",
+                "content": assistant_message(index.action(int(point)), index.action_space),
+            }
+        )
+    return messages
 
 
 def retrieval_messages(
@@ -44,28 +65,54 @@ def retrieval_messages(
     outcome, shown in the final message as :func:`~workflow_scripts.qwen.chat_format.user_message`
     shows it. Same index and arguments, same messages.
     """
-    if n_neighbours < 0:
-        raise ValueError(f"n_neighbours must be >= 0, got {n_neighbours}")
-    messages = [{"role": "system", "content": system_prompt(index.env_id, index.action_space)}]
-    if n_neighbours:
-        _, points = index.search(observation, n_neighbours)
-        points = points[::-1]  # nearest last
-        for point, neighbour in zip(points, index.observations(points), strict=True):
-            messages.append(
-                {"role": "user", "content": user_message(neighbour, index.observation_space)}
-            )
-            messages.append(
-                {
-                    "role": "assistant",
-                    "content": assistant_message(index.action(int(point)), index.action_space),
-                }
-            )
-    messages.append(
-        {
+    return RetrievalContext(index, n_neighbours).messages(
+        observation, reward, terminated, truncated
+    )
+
+
+@dataclass(frozen=True)
+class RetrievalContext:
+    """What a chat policy (the trained Qwen or an endpoint) puts in its context instead of
+    the episode's history: the ``neighbours`` nearest transitions of ``index``.
+
+    The policies ask :meth:`messages` at every step, with a ``fits`` test of their own
+    (their token budget): the farthest neighbours are dropped, one transition at a time,
+    until the conversation fits, as the history context drops its oldest transitions.
+    """
+
+    index: RetrievalIndex
+    neighbours: int
+
+    def __post_init__(self) -> None:
+        if self.neighbours < 0:
+            raise ValueError(f"n_neighbours must be >= 0, got {self.neighbours}")
+
+    def messages(
+        self,
+        observation: Any,
+        reward: float | None = None,
+        terminated: bool | None = None,
+        truncated: bool | None = None,
+        fits: Callable[[list[dict[str, str]]], bool] | None = None,
+    ) -> list[dict[str, str]]:
+        """System prompt, the nearest transitions (farthest first), ``observation`` last
+        with the previous step's outcome; the farthest dropped while ``fits`` says no."""
+        system = {
+            "role": "system",
+            "content": system_prompt(self.index.env_id, self.index.action_space),
+        }
+        current = {
             "role": "user",
             "content": user_message(
-                observation, index.observation_space, reward, terminated, truncated
+                observation, self.index.observation_space, reward, terminated, truncated
             ),
         }
-    )
-    return messages
+        points = np.zeros(0, dtype=np.int64)
+        if self.neighbours:
+            _, points = self.index.search(observation, self.neighbours)
+        neighbours = neighbour_messages(self.index, points[::-1])  # nearest last
+        while True:
+            messages = [system, *neighbours, current]
+            if fits is None or not neighbours or fits(messages):
+                return messages
+            neighbours = neighbours[2:]  # the farthest transition: its question and answer
