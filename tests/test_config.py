@@ -255,6 +255,8 @@ def test_override_given_as_text_is_read_as_the_constructor_wants(paper_config):
         ("dm", {"warmup_steps": 10, "max_steps": 5}, "dm.warmup_steps: 10 exceeds dm.max_steps"),
         ("dm", {"eval_slide_transitions": 9999}, "dm.eval_slide_transitions: 9999 is more"),
         ("dm", {"min_learning_rate": 1.0}, "dm.min_learning_rate: 1.0 exceeds"),
+        ("dm", {"env_weights": {"Nowhere-v0": 2}}, "dm.env_weights: Nowhere-v0 not in envs"),
+        ("dm", {"env_weights": {"Hopper-v4": 0}}, "dm.env_weights.Hopper-v4: 0 is less than"),
         ("qwen", {"warmup_steps": 10, "max_steps": 5}, "qwen.warmup_steps: 10 exceeds qwen.max"),
         ("qwen", {"global_batch_size": 6, "micro_batch_size": 4}, "qwen.global_batch_size: 6 is"),
         ("qwen", {"min_learning_rate": 1.0}, "qwen.min_learning_rate: 1.0 exceeds"),
@@ -262,6 +264,25 @@ def test_override_given_as_text_is_read_as_the_constructor_wants(paper_config):
 )
 def test_cross_key_rules_are_named(paper_config, section, change, message):
     assert message in broken(paper_config, lambda c: c[section].update(change))
+
+
+def test_dm_env_weights_reach_the_trainer_as_json(paper_config):
+    import json
+    import shlex
+
+    from workflow_scripts.dm.settings import flags_from_config
+    from workflow_scripts.dm.train import TrainSettings
+    from workflow_scripts.training import parse_settings
+
+    assert "--env-weights" not in flags_from_config(paper_config["dm"])
+    section = paper_config["dm"] | {"env_weights": {"Pendulum-v1": 3, "CartPole-v1": 2}}
+    flags = shlex.split(flags_from_config(section))
+    weights = flags[flags.index("--env-weights") + 1]
+    assert json.loads(weights) == {"CartPole-v1": 2, "Pendulum-v1": 3}
+    required = ["--datasets", "a.h5", "--output", "out", "--checkpoint-dir", "ckpt"]
+    required += ["--snapshot-dir", "snapshots"]
+    settings = parse_settings(TrainSettings, "", required + flags)
+    assert settings.env_weights == {"CartPole-v1": 2, "Pendulum-v1": 3}
 
 
 # --- The parse stays light ---

@@ -94,7 +94,7 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     for name, entry in (config.get("endpoints") or {}).items():
         problems += [f"endpoints.{name}: {problem}" for problem in endpoint_problems(entry)]
     if "dm" in config:
-        problems += dm_problems(config["dm"], config["dataset"]["n_transitions"])
+        problems += dm_problems(config["dm"], config["dataset"]["n_transitions"], config["envs"])
     if "qwen" in config:
         problems += qwen_problems(config["qwen"])
     problems += protocol_problems(config)

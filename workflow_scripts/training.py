@@ -193,6 +193,8 @@ def settings_parser(cls: type[TrainingSettings], description: str) -> argparse.A
             options.update(required=True, default=argparse.SUPPRESS)
         elif item.default is not MISSING:
             options["default"] = item.default
+        else:
+            options["default"] = item.default_factory()
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
         elif kind is list:

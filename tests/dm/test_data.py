@@ -64,6 +64,44 @@ def test_every_env_gets_the_same_number_of_windows():
     assert len(set(starts)) > 900  # start rows spread over the file
 
 
+def legacy_window(n_starts, seed, global_index):
+    """The unweighted mixing as it was before env_weights (one slot per env per block)."""
+    block, slot = divmod(global_index, len(n_starts))
+    rng = np.random.default_rng((seed, block))
+    env_order = rng.permutation(len(n_starts))
+    starts = rng.integers(0, n_starts, size=len(n_starts))
+    env = int(env_order[slot])
+    return env, int(starts[env])
+
+
+def test_env_weights_give_each_env_its_share_and_weight_one_changes_nothing():
+    sizes, context, seed = [1000, 50_000, 40], 16, 3
+    plain = WindowSampler(sizes, context, seed)
+    ones = WindowSampler(sizes, context, seed, weights=[1, 1, 1])
+    n_starts = [n - context + 1 for n in sizes]
+    for index in range(600):
+        assert plain(index) == ones(index) == legacy_window(n_starts, seed, index)
+    weighted = WindowSampler(sizes, context, seed, weights=[1, 3, 2])
+    for block in range(50):  # every block of 6 holds exactly 1, 3 and 2 windows
+        counts = Counter(weighted(index)[0] for index in range(6 * block, 6 * block + 6))
+        assert counts == {0: 1, 1: 3, 2: 2}
+    starts = [weighted(index) for index in range(600)]
+    assert all(0 <= start <= sizes[env] - context for env, start in starts)
+    assert starts == [weighted(index) for index in range(600)]  # resumable: index alone
+    with pytest.raises(ValueError, match="positive integer weight"):
+        WindowSampler(sizes, context, seed, weights=[1, 0, 2])
+
+
+def test_env_weights_name_envs_of_the_datasets(tiny_datasets):
+    infos = [read_info(path) for path in tiny_datasets]
+    env_ids = [info.env_id for info in infos]
+    batches = WindowBatches(infos, tiny_dm_config(), 12, 0, env_weights={env_ids[0]: 4})
+    counts = Counter(position for step in range(20) for position, _ in batches.window_indices(step))
+    assert counts[0] == 4 * counts[1] == 4 * counts[len(infos) - 1]
+    with pytest.raises(ValueError, match="Nowhere-v0, which no dataset holds"):
+        WindowBatches(infos, tiny_dm_config(), 12, 0, env_weights={"Nowhere-v0": 2})
+
+
 def test_stream_is_deterministic_and_identical_with_workers(tiny_datasets):
     batches = make_batches(tiny_datasets, seed=5)
     serial = list(make_loader(batches, 2, 7, num_workers=0))

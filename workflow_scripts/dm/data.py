@@ -8,8 +8,9 @@ Mixing (which env and row the g-th window of the run reads) is a pure function o
 seed and g, so the stream is deterministic, identical with or without worker processes,
 and resumable from a step number alone:
 
-* windows are grouped in blocks of ``n_envs`` consecutive global indices; each block is a
-  seeded random permutation of the envs, so every env gets exactly the same number of
+* windows are grouped in blocks of ``sum(weights)`` consecutive global indices (one slot per
+  env by default, ``weights[e]`` slots for env ``e`` with ``dm.env_weights``); each block
+  is a seeded random permutation of the slots, so every env gets exactly its share of
   windows (every env is seen in every block, whatever the file sizes);
 * the start row is uniform over the env's ``n_transitions - context_transitions + 1`` starts.
 
@@ -21,7 +22,7 @@ single process with batch W·B would read.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import h5py
@@ -40,21 +41,37 @@ from workflow_scripts.dm.layout import (
 
 
 class WindowSampler:
-    """Maps a global window index to ``(env position, start row)``; see the module docstring."""
+    """Maps a global window index to ``(env position, start row)``; see the module docstring.
 
-    def __init__(self, n_transitions: Sequence[int], context_transitions: int, seed: int):
-        self.n_starts = [int(n) - context_transitions + 1 for n in n_transitions]
-        self.n_envs = len(self.n_starts)
+    ``weights`` (one positive integer per env, default all 1) is each env's number of slots
+    in a block. With all weights 1 the stream is the unweighted one, window for window.
+    """
+
+    def __init__(
+        self,
+        n_transitions: Sequence[int],
+        context_transitions: int,
+        seed: int,
+        weights: Sequence[int] | None = None,
+    ):
+        n_starts = [int(n) - context_transitions + 1 for n in n_transitions]
+        weights = [1] * len(n_starts) if weights is None else [int(w) for w in weights]
+        if len(weights) != len(n_starts) or min(weights) < 1:
+            raise ValueError(f"one positive integer weight per env expected, got {weights}")
+        # The env of each slot of a block, and the number of start rows of its env.
+        self.slot_envs = np.repeat(np.arange(len(n_starts)), weights)
+        self.slot_starts = np.asarray(n_starts)[self.slot_envs]
+        self.block_size = len(self.slot_envs)
         self.seed = int(seed)
 
     def __call__(self, global_index: int) -> tuple[int, int]:
-        block, slot = divmod(int(global_index), self.n_envs)
+        block, slot = divmod(int(global_index), self.block_size)
         # Counter-based: a generator seeded by (seed, block) needs no state to resume.
         rng = np.random.default_rng((self.seed, block))
-        env_order = rng.permutation(self.n_envs)
-        starts = rng.integers(0, self.n_starts, size=self.n_envs)
-        env = int(env_order[slot])
-        return env, int(starts[env])
+        order = rng.permutation(self.block_size)
+        starts = rng.integers(0, self.slot_starts, size=self.block_size)
+        chosen = int(order[slot])
+        return int(self.slot_envs[chosen]), int(starts[chosen])
 
 
 class WindowBatches(Dataset):
@@ -72,6 +89,7 @@ class WindowBatches(Dataset):
         seed: int,
         rank: int = 0,
         world_size: int = 1,
+        env_weights: Mapping[str, int] | None = None,
     ):
         self.paths = [Path(info.path) for info in infos]
         self.env_ids = [info.env_id for info in infos]
@@ -90,8 +108,18 @@ class WindowBatches(Dataset):
                 f"has fewer transitions than one training window ({self.context_transitions}); "
                 "lower dm.sequence_length or collect more",
             )
+        env_weights = dict(env_weights or {})
+        unknown = sorted(set(env_weights) - set(self.env_ids))
+        if unknown:
+            raise ValueError(
+                f"env_weights names {', '.join(unknown)}, which no dataset holds "
+                f"(datasets: {', '.join(self.env_ids)})"
+            )
         self.sampler = WindowSampler(
-            [info.n_transitions for info in infos], self.context_transitions, seed
+            [info.n_transitions for info in infos],
+            self.context_transitions,
+            seed,
+            [env_weights.get(env_id, 1) for env_id in self.env_ids],
         )
         self.batch_size = batch_size
         self.rank = rank

@@ -8,6 +8,7 @@ here, so a key is named once.
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Mapping
 from typing import Any
@@ -52,6 +53,8 @@ def flags_from_config(section: dict[str, Any]) -> str:
     flags = ["--batch-size", str(section["batch_size_per_gpu"])]
     for key in CONFIG_FLAG_KEYS:
         flags += ["--" + key.replace("_", "-"), str(section[key])]
+    if section.get("env_weights"):
+        flags += ["--env-weights", json.dumps(section["env_weights"], sort_keys=True)]
     return " ".join(shlex.quote(flag) for flag in flags)
 
 
@@ -70,11 +73,16 @@ def architecture_problems(values: Mapping[str, Any], prefix: str = "") -> list[s
     return []
 
 
-def cross_key_problems(section: dict[str, Any], n_transitions: int | None = None) -> list[str]:
+def cross_key_problems(
+    section: dict[str, Any],
+    n_transitions: int | None = None,
+    envs: list[str] | None = None,
+) -> list[str]:
     """What is wrong across keys of a schema-valid ``dm`` section, one line per problem.
 
     ``n_transitions`` (config ``dataset.n_transitions``) is the rows of each env's dataset:
-    a training window of ``sequence_length / 2`` transitions must fit in it. Each line
+    a training window of ``sequence_length / 2`` transitions must fit in it; ``envs``
+    (config ``envs``) are the env ids ``env_weights`` may name. Each line
     starts with the key it is about, e.g. ``dm.hidden_size: 100 is not divisible by ...``.
     """
     problems = []
@@ -92,4 +100,7 @@ def cross_key_problems(section: dict[str, Any], n_transitions: int | None = None
             f"{context_transitions} transitions of the context (sequence_length / 2)"
         )
     problems += optimisation_problems(section, "dm.")
+    unknown = sorted(set(section.get("env_weights") or {}) - set(envs or []))
+    if envs is not None and unknown:
+        problems.append(f"dm.env_weights: {', '.join(unknown)} not in envs")
     return problems

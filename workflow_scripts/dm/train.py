@@ -56,6 +56,10 @@ class TrainSettings(TrainingSettings):
     sequence_length: int = option("positions per window, two per transition")
     value_embedding_dim: int = option("width of the per-value embedding before projection")
     batch_size: int = option("windows per process (per GPU); config dm.batch_size_per_gpu")
+    env_weights: dict = option(
+        'windows of an env per block of the mixing, as JSON {"env id": n}; others 1',
+        default={},
+    )
     eval_slide_transitions: int | None = option(
         "evaluation: oldest transitions dropped at once when the context is full "
         "(stored in the model)",
@@ -66,6 +70,9 @@ class TrainSettings(TrainingSettings):
         super().__post_init__()
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        bad = {env: n for env, n in self.env_weights.items() if type(n) is not int or n < 1}
+        if bad:
+            raise ValueError(f"env_weights must be positive integers, got {bad}")
 
 
 def build_model_config(settings: TrainSettings, infos: list[DatasetInfo]) -> DecisionModelConfig:
@@ -93,7 +100,13 @@ def run_fingerprint(
         "envs": model_config.envs,
         "datasets": [dataset_fingerprint(info) for info in infos],
         "optimisation": {key: getattr(settings, key) for key in optimisation}
-        | {"world_size": world_size},
+        | {"world_size": world_size}
+        # Only when set, so the fingerprint of an unweighted run is what it always was.
+        | (
+            {"env_weights": dict(sorted(settings.env_weights.items()))}
+            if settings.env_weights
+            else {}
+        ),
     }
 
 
@@ -209,8 +222,9 @@ def _train(settings: TrainSettings, ctx: DistributedContext) -> Path | None:
     )
 
     batches = WindowBatches(
-        infos, model_config, settings.batch_size, settings.seed, ctx.rank, ctx.world_size
-    )
+        infos, model_config, settings.batch_size, settings.seed, ctx.rank, ctx.world_size,
+        settings.env_weights,
+    )  # fmt: skip
     loader = make_loader(
         batches, run.start_step, run.end_step, settings.num_workers, ctx.device.type == "cuda"
     )
