@@ -119,42 +119,41 @@ def test_undeclared_or_broken_rows_are_refused_at_parse(paper_config, change, me
     assert message in str(caught.value)
 
 
-def test_the_demo_adds_the_retrieval_row_with_one_line(repo_root, tmp_path):
+def plan_demo_with(repo_root, tmp_path, overlay: str):
+    """The dry-run plan of results/table.csv for the demo config plus ``overlay`` (YAML):
+    (job counts by rule, the printed commands)."""
     from tests.support.workflow import job_counts, snakemake
 
-    (tmp_path / "knn.yaml").write_text("models: [dm, qwen, knn]\n")
+    (tmp_path / "overlay.yaml").write_text(overlay)
     result = snakemake(
         repo_root, "results/table.csv", "-n", "-p", "-d", tmp_path, "-s", repo_root / "Snakefile",
         "--configfile", repo_root / "config.yaml", repo_root / "config.demo.yaml",
-        tmp_path / "knn.yaml",
+        tmp_path / "overlay.yaml",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    counts = job_counts(result.stdout)
+    return job_counts(result.stdout), result.stdout
+
+
+def test_the_demo_adds_the_retrieval_row_with_one_line(repo_root, tmp_path):
+    counts, commands = plan_demo_with(repo_root, tmp_path, "models: [dm, qwen, knn]\n")
     # One index per env; the row has no snapshots, so 10 seeds per env as under final,
     # beside the two models' snapshot evaluations.
     assert counts["build_index"] == 3 and counts["evaluate"] == 3 * 10
     assert counts["evaluate_snapshot"] == 10
-    assert "--final-models knn" in result.stdout  # the table reads the row per seed
+    assert "--final-models knn" in commands  # the table reads the row per seed
 
 
 def test_a_retrieval_context_row_plans_the_index_and_its_flags(repo_root, tmp_path):
-    from tests.support.workflow import job_counts, snakemake
-
-    (tmp_path / "context.yaml").write_text(
+    counts, commands = plan_demo_with(
+        repo_root,
+        tmp_path,
         "models: [dm, qwen, served_knn]\n"
         "endpoints: {served: {base_url: 'http://localhost:8000', model: m, n_transitions_max: 8}}\n"
-        "retrieval: {served_knn: {chat_model: served, neighbours: 4}}\n"
+        "retrieval: {served_knn: {chat_model: served, neighbours: 4}}\n",
     )
-    result = snakemake(
-        repo_root, "results/table.csv", "-n", "-p", "-d", tmp_path, "-s", repo_root / "Snakefile",
-        "--configfile", repo_root / "config.yaml", repo_root / "config.demo.yaml",
-        tmp_path / "context.yaml",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    counts = job_counts(result.stdout)
     assert counts["build_index"] == 3 and counts["endpoint_settings"] == 1
     assert counts["evaluate"] == 3 * 10
     assert (
-        "--model-dir results/endpoints/served --env CartPole-v1 --seed 0" in result.stdout
-        and "--retrieval-index results/retrieval/CartPole-v1.h5 --neighbours 4" in result.stdout
+        "--model-dir results/endpoints/served --env CartPole-v1 --seed 0" in commands
+        and "--retrieval-index results/retrieval/CartPole-v1.h5 --neighbours 4" in commands
     )

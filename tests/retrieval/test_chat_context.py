@@ -25,6 +25,13 @@ def always_right(body, index):
     return Reply(200, completion('{"action": 1}'))
 
 
+def endpoint_folder(tmp_path, base_url):
+    folder = tmp_path / "endpoint"
+    settings = {"base_url": base_url, "model": "m", "n_transitions_max": 2}
+    write_settings(folder, settings_from_dict(settings))
+    return folder
+
+
 QUERY = np.array([0.02, 0.1, -0.03, -0.2], dtype=np.float32)
 
 
@@ -93,14 +100,9 @@ def test_qwen_context_keeps_room_for_the_answer(cartpole_index, tokenizer):
     assert full_ids[-(len(tight.context_ids()) - system) :] == tight.context_ids()[system:]
 
 
-def test_endpoint_requests_hold_the_retrieval_messages(tmp_path, cartpole_index_path,
-                                                       cartpole_index):  # fmt: skip
+def test_endpoint_requests_hold_the_retrieval_messages(tmp_path, cartpole_index):
     with stub_server(always_right) as server:
-        folder = tmp_path / "endpoint"
-        write_settings(
-            folder,
-            settings_from_dict({"base_url": server.base_url, "model": "m", "n_transitions_max": 2}),
-        )
+        folder = endpoint_folder(tmp_path, server.base_url)
         policy = load_endpoint_policy(
             folder, "CartPole-v1", retrieval=RetrievalContext(cartpole_index, 4)
         )
@@ -123,11 +125,7 @@ def test_evaluate_records_the_index_and_refuses_it_for_a_non_chat_policy(
         json.dumps({"env_id": "CartPole-v1", "mean_return": 22.0, "max_episode_steps": 500})
     )
     with stub_server(always_right) as server:
-        folder = tmp_path / "endpoint"
-        write_settings(
-            folder,
-            settings_from_dict({"base_url": server.base_url, "model": "m", "n_transitions_max": 2}),
-        )
+        folder = endpoint_folder(tmp_path, server.base_url)
         record = evaluate_model_seed(
             "chat_knn", folder, "CartPole-v1", 0, baseline, cartpole_dataset,
             tmp_path / "seed0.json", policy_module="workflow_scripts.endpoint.policy",
