@@ -40,7 +40,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from gymnasium import spaces
 
 from workflow_scripts.endpoint.client import ChatClient, Completion, RetryPolicy
@@ -49,10 +48,9 @@ from workflow_scripts.envs import make_env
 from workflow_scripts.policy import PolicyFailure
 from workflow_scripts.qwen.chat_format import (
     ActionParseError,
+    ContextStep,
     parse_action,
-    previous_outcome,
     system_prompt,
-    user_message,
 )
 from workflow_scripts.qwen.policy import max_answer_tokens
 from workflow_scripts.qwen.tokenizer import ChatMLEncoder, load_tokenizer
@@ -62,12 +60,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class _Transition:
-    observation: Any
-    # Outcome of the previous action, shown unless this transition opens the context.
-    reward: float | None
-    terminated: bool | None
-    truncated: bool | None
+class _Transition(ContextStep):
     # The model's answer text, once it has answered.
     answer: str | None = None
 
@@ -121,23 +114,11 @@ class EndpointPolicy:
             )
         messages = [self.system_message]
         for index, transition in enumerate(self._transitions):
-            messages.append(self._user_message(transition, opens_context=index == 0))
+            content = transition.user_message(self.observation_space, opens_context=index == 0)
+            messages.append({"role": "user", "content": content})
             if transition.answer is not None:
                 messages.append({"role": "assistant", "content": transition.answer})
         return messages
-
-    def _user_message(self, transition: _Transition, opens_context: bool) -> dict[str, str]:
-        if opens_context:
-            content = user_message(transition.observation, self.observation_space)
-        else:
-            content = user_message(
-                transition.observation,
-                self.observation_space,
-                transition.reward,
-                transition.terminated,
-                transition.truncated,
-            )
-        return {"role": "user", "content": content}
 
     def _message_tokens(self, message: dict[str, str]) -> int:
         return len(self.encoder.encode(message["content"])) + self.encoder.overhead(message["role"])
@@ -161,9 +142,7 @@ class EndpointPolicy:
     def observe(self, observation: Any, prev_reward: float | None, prev_term: bool | None) -> None:
         """Add the new observation to the context, dropping the oldest transitions if needed
         (with a retrieval context, the current transition is all it keeps)."""
-        transition = _Transition(
-            observation=np.asarray(observation).copy(), **previous_outcome(prev_reward, prev_term)
-        )
+        transition = _Transition.observed(observation, prev_reward, prev_term)
         if self.retrieval is not None:
             self._transitions = deque([transition])
             return

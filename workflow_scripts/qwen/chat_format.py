@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -118,16 +119,40 @@ def user_message(
     )
 
 
-def previous_outcome(
-    prev_reward: float | None, prev_term: bool | None
-) -> dict[str, float | bool | None]:
-    """The outcome an evaluation step's user message shows, as :func:`user_message`'s
-    ``reward``, ``terminated``, ``truncated``: none on an episode's first step (the harness
-    gives ``prev_reward=None``), else the previous step's reward and termination, never
-    truncated (a truncated step would have ended the episode)."""
-    if prev_reward is None:
-        return {"reward": None, "terminated": None, "truncated": None}
-    return {"reward": float(prev_reward), "terminated": bool(prev_term), "truncated": False}
+@dataclass
+class ContextStep:
+    """One env step in a chat policy's context (the trained Qwen's or an endpoint's): the
+    observation and the outcome of the previous action, none on an episode's first step
+    (the harness gives ``prev_reward=None`` there), else the previous reward and
+    termination, never truncated (a truncated step would have ended the episode)."""
+
+    observation: Any
+    reward: float | None
+    terminated: bool | None
+    truncated: bool | None
+
+    @classmethod
+    def observed(cls, observation: Any, prev_reward: float | None, prev_term: bool | None):
+        """The step of ``act(observation, prev_reward, prev_term)`` (a subclass's own fields
+        take their defaults)."""
+        if prev_reward is None:
+            outcome = {"reward": None, "terminated": None, "truncated": None}
+        else:
+            outcome = {
+                "reward": float(prev_reward),
+                "terminated": bool(prev_term),
+                "truncated": False,
+            }
+        return cls(observation=np.asarray(observation).copy(), **outcome)
+
+    def user_message(self, observation_space: spaces.Space, opens_context: bool) -> str:
+        """Its user message. The step that opens the context (the oldest one kept) is shown
+        without the previous outcome, as a training window's first observation is."""
+        if opens_context:
+            return user_message(self.observation, observation_space)
+        return user_message(
+            self.observation, observation_space, self.reward, self.terminated, self.truncated
+        )
 
 
 def assistant_message(action: Any, action_space: spaces.Space) -> str:

@@ -44,11 +44,10 @@ from transformers import AutoModelForCausalLM, DynamicCache, PreTrainedModel
 from workflow_scripts.policy import PolicyFailure, load_once
 from workflow_scripts.qwen.chat_format import (
     ActionParseError,
+    ContextStep,
     assistant_message,
     parse_action,
-    previous_outcome,
     system_prompt,
-    user_message,
 )
 from workflow_scripts.qwen.tokenizer import ChatMLEncoder, load_tokenizer, tokenizer_fingerprint
 from workflow_scripts.qwen.train import ENVS_FILE
@@ -64,12 +63,8 @@ LONGEST_NUMBER = -1.23457e-05
 
 
 @dataclass
-class _Transition:
-    observation: Any
-    # Outcome of the previous action, shown unless this transition opens the context.
-    reward: float | None
-    terminated: bool | None
-    truncated: bool | None
+class _Transition(ContextStep):
+    # Its user message's ids, as a later step and as the one opening the context (cached).
     user_ids: list[int] | None = None
     first_user_ids: list[int] | None = None
     # The model's own answer tokens, <|im_end|> included.
@@ -141,26 +136,16 @@ class QwenPolicy:
             return list(self._retrieval_ids)
         ids = list(self.system_ids)
         for index, transition in enumerate(self._transitions):
-            if index == 0:
-                if transition.first_user_ids is None:
-                    content = user_message(transition.observation, self.observation_space)
-                    transition.first_user_ids = self.encoder.message_ids(
-                        "user", self.encoder.encode(content)
-                    )
-                ids += transition.first_user_ids
-            else:
-                if transition.user_ids is None:
-                    content = user_message(
-                        transition.observation,
-                        self.observation_space,
-                        transition.reward,
-                        transition.terminated,
-                        transition.truncated,
-                    )
-                    transition.user_ids = self.encoder.message_ids(
-                        "user", self.encoder.encode(content)
-                    )
-                ids += transition.user_ids
+            opens = index == 0
+            cached = transition.first_user_ids if opens else transition.user_ids
+            if cached is None:
+                content = transition.user_message(self.observation_space, opens_context=opens)
+                cached = self.encoder.message_ids("user", self.encoder.encode(content))
+                if opens:
+                    transition.first_user_ids = cached
+                else:
+                    transition.user_ids = cached
+            ids += cached
             ids += self.encoder.generation_prompt_ids
             if transition.answer_ids:
                 ids += transition.answer_ids + self.encoder.newline_ids
@@ -189,9 +174,7 @@ class QwenPolicy:
     def observe(self, observation: Any, prev_reward: float | None, prev_term: bool | None) -> None:
         """Add the new observation to the context, dropping the oldest transitions if needed
         (or, with a retrieval context, build the context of its nearest transitions)."""
-        transition = _Transition(
-            observation=np.asarray(observation).copy(), **previous_outcome(prev_reward, prev_term)
-        )
+        transition = _Transition.observed(observation, prev_reward, prev_term)
         if self.retrieval is not None:
             self._transitions = deque([transition])
             messages = self.retrieval.messages(
