@@ -162,13 +162,18 @@ class QwenPolicy:
         self.n_forward_tokens += len(new_ids)
         return output.logits[0, -1]
 
-    def _messages_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        """ChatML ids of ``messages`` up to the open assistant header."""
+    def _messages_ids(
+        self, messages: list[dict[str, str]], encoded: dict[tuple[str, str], list[int]]
+    ) -> list[int]:
+        """ChatML ids of ``messages`` up to the open assistant header; each message is
+        encoded once and kept in ``encoded`` (the retrieval context re-measures the same
+        messages while it drops neighbours)."""
         ids = []
         for message in messages:
-            ids += self.encoder.message_ids(
-                message["role"], self.encoder.encode(message["content"])
-            )
+            key = (message["role"], message["content"])
+            if key not in encoded:
+                encoded[key] = self.encoder.message_ids(key[0], self.encoder.encode(key[1]))
+            ids += encoded[key]
         return ids + self.encoder.generation_prompt_ids
 
     def observe(self, observation: Any, prev_reward: float | None, prev_term: bool | None) -> None:
@@ -177,16 +182,18 @@ class QwenPolicy:
         transition = _Transition.observed(observation, prev_reward, prev_term)
         if self.retrieval is not None:
             self._transitions = deque([transition])
+            encoded: dict[tuple[str, str], list[int]] = {}
             messages = self.retrieval.messages(
                 transition.observation,
                 transition.reward,
                 transition.terminated,
                 transition.truncated,
                 fits=lambda messages: (
-                    len(self._messages_ids(messages)) + self.max_new_tokens <= self.max_seq_length
+                    len(self._messages_ids(messages, encoded)) + self.max_new_tokens
+                    <= self.max_seq_length
                 ),
             )
-            self._retrieval_ids = self._messages_ids(messages)
+            self._retrieval_ids = self._messages_ids(messages, encoded)
             return
         self._transitions.append(transition)
         # FIFO: at most n_transitions_max transitions (the current one included), and room
