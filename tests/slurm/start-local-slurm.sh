@@ -39,6 +39,9 @@ SYSTEM_CONF=/etc/slurm/slurm.conf
 CONF_HEADER="Written by tests/slurm/start-local-slurm.sh"
 
 log() { echo "[start-local-slurm] $*" >&2; }
+# The daemons' logs and their captured stdout/stderr (a fatal error before a daemon opens its
+# log file lands in its .out).
+show_logs() { tail -n 30 "$STATE_DIR"/log/*.log "$STATE_DIR"/log/*.out >&2 2>/dev/null || true; }
 die() {
     log "ERROR: $*"
     exit 1
@@ -55,6 +58,20 @@ abort_started() {
 # A recorded daemon still alive under its own name (guards against PID reuse).
 daemon_alive() { # NAME PID
     [[ -r /proc/$2/comm ]] && [[ $(cat "/proc/$2/comm" 2>/dev/null) == "$1"* ]]
+}
+
+# Block until a daemon just launched as `(exec setsid NAME ...) &` runs as NAME. Until both
+# execs are done its PID still shows as bash or setsid (seen on a loaded 2-core CI machine),
+# and the name checks here and in the stop script would take it for a daemon that exited.
+wait_for_exec() { # NAME PID
+    local i
+    for ((i = 0; i < 200; i++)); do
+        daemon_alive "$1" "$2" && return 0
+        [[ -e /proc/$2 ]] || break
+        sleep 0.05
+    done
+    show_logs
+    abort_started "$1 (pid $2) did not start: $([[ -e /proc/$2 ]] && echo "still not running as $1 after 10s" || echo "exited")"
 }
 
 # --- 1. Packages ------------------------------------------------------------------------
@@ -83,7 +100,7 @@ wait_for_idle_node() {
         local name pid
         while read -r name pid; do
             daemon_alive "$name" "$pid" || {
-                tail -n 30 "$STATE_DIR"/log/*.log >&2 || true
+                show_logs
                 log "ERROR: $name (pid $pid) exited during start-up; logs above, all in $STATE_DIR/log"
                 return 1
             }
@@ -96,7 +113,7 @@ wait_for_idle_node() {
         fi
         sleep 1
     done
-    tail -n 30 "$STATE_DIR"/log/*.log >&2 || true
+    show_logs
     log "ERROR: node $NODE_NAME not idle after ${START_TIMEOUT}s (state: '${state:-no answer}'); logs above"
     return 1
 }
@@ -227,8 +244,10 @@ done
 
 (exec setsid slurmctld -D -c -f "$CONF" </dev/null >>"$STATE_DIR/log/slurmctld.out" 2>&1) &
 echo "slurmctld $!" >>"$PIDS"
+wait_for_exec slurmctld $!
 (exec setsid slurmd -D -f "$CONF" -N "$NODE_NAME" </dev/null >>"$STATE_DIR/log/slurmd.out" 2>&1) &
 echo "slurmd $!" >>"$PIDS"
+wait_for_exec slurmd $!
 
 # A cluster that did not come up is taken down again, so nothing is left running.
 wait_for_idle_node || abort_started "the cluster did not come up"
