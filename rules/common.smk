@@ -121,11 +121,11 @@ def context_index(wildcards):
 
 def context_flags(wildcards):
     """``--retrieval-index PATH --neighbours K`` for a retrieval-context row, else nothing."""
-    if chat_model(config, wildcards.model) is None:
+    index = context_index(wildcards)
+    if not index:
         return ""
-    index = RETRIEVAL_INDEX.format(env=wildcards.env)
     neighbours = retrieval_neighbours(config, wildcards.model)
-    return f"--retrieval-index {index} --neighbours {neighbours}"
+    return f"--retrieval-index {index[0]} --neighbours {neighbours}"
 
 
 def policy_module(wildcards):
