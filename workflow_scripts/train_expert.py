@@ -9,8 +9,16 @@ logs, the training curve, and ``expert.json``: provenance, a deterministic check
 final model and the quality gate's verdict (``quality``: its return against Gymnasium's
 reward_threshold and rl-zoo3's benchmark figure).
 
-Every ``checkpoint_every`` timesteps the model (and replay buffer, normalization
-statistics, episode log) go to ``checkpoints/``; a rerun after a kill resumes from there.
+Every ``checkpoint_every`` timesteps, at the start of the next rollout (after the update
+that follows it), the model, replay buffer, normalization statistics, episode log and the
+run's random state go to ``checkpoints/``; a rerun after a kill resumes from there. The
+random state is that of Python, NumPy, torch, the action space, the action noise and
+gSDE's sampled noise, plus the vectorized env itself (each env's state mid-episode and its
+generator), so a resumed run trains exactly the model an uninterrupted one would. Where an
+env cannot be saved that way (MuJoCo and Box2D envs pickle as their constructor
+arguments) the resume is inexact: training goes on from the checkpoint with fresh episodes
+and reseeded generators. ``expert.json`` lists every resume (``resumes``) and whether it
+was exact.
 
 The quality gate (:mod:`workflow_scripts.expert_quality`) runs last. Below a reference it
 warns loudly, or, with ``quality="error"``, checkpoints the final model and stops: the
@@ -22,6 +30,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
+import random
 import shutil
 import time
 from pathlib import Path
@@ -29,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from gymnasium.utils import EzPickle
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
@@ -85,8 +96,14 @@ class TrainingLog(BaseCallback):
         checkpoint_every: int,
         total_timesteps: int,
         run_key: str,
+        resumes: list[dict[str, Any]],
+        random_state: dict[str, Any] | None = None,
     ):
         super().__init__()
+        self.resumes = resumes
+        # A checkpoint's random state, put back at the first rollout start: after SB3's
+        # load and learn set-up have reseeded and drawn (gSDE noise, action-noise reset).
+        self.random_state = random_state
         self.monitor_path = monitor_path
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
@@ -115,10 +132,21 @@ class TrainingLog(BaseCallback):
         if self.num_timesteps >= self.next_report:
             self._report()
             self.next_report += max(1, self.total_timesteps // 50)
-        if self.num_timesteps >= self.next_checkpoint:
-            save_checkpoint(self.model, self.checkpoint_dir, self.monitor_path, self.run_key)
-            self.next_checkpoint += self.checkpoint_every
         return True
+
+    def _on_rollout_start(self) -> None:
+        # Between the update of the last rollout and the collection of the next: the one
+        # point where a resumed run can continue exactly as an uninterrupted one.
+        if self.random_state is not None:
+            _restore_random_state(self.model, self.random_state)
+            self.random_state = None
+        if self.num_timesteps >= self.next_checkpoint:
+            save_checkpoint(
+                self.model, self.checkpoint_dir, self.monitor_path, self.run_key, self.resumes
+            )
+            self.next_checkpoint = (
+                self.num_timesteps // self.checkpoint_every + 1
+            ) * self.checkpoint_every
 
     def _report(self) -> None:
         elapsed = time.time() - self.start_time
@@ -133,10 +161,18 @@ class TrainingLog(BaseCallback):
 
 
 def save_checkpoint(
-    model: BaseAlgorithm, checkpoint_dir: Path, monitor_path: Path, run_key: str
+    model: BaseAlgorithm,
+    checkpoint_dir: Path,
+    monitor_path: Path,
+    run_key: str,
+    resumes: list[dict[str, Any]],
 ) -> None:
-    """Everything a rerun needs to continue: model, replay buffer, normalization, episode log."""
+    """Everything a rerun needs to continue: model, replay buffer, normalization, episode log,
+    and the random state that makes the continuation exact (:func:`_resume_state`)."""
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    resume_state = _resume_state(model)  # saving the files below draws no random numbers
+    with atomic_path(checkpoint_dir / RESUME_STATE, suffix=".pkl") as tmp:
+        Path(tmp).write_bytes(resume_state)
     with atomic_path(checkpoint_dir / "model.zip", suffix=".zip") as tmp:
         model.save(tmp)
     if isinstance(model, OffPolicyAlgorithm):
@@ -150,7 +186,8 @@ def save_checkpoint(
         shutil.copyfile(monitor_path, tmp)
     # state.json last: a checkpoint counts only once every file above is in place.
     write_json(
-        checkpoint_dir / "state.json", {"num_timesteps": model.num_timesteps, "run_key": run_key}
+        checkpoint_dir / "state.json",
+        {"num_timesteps": model.num_timesteps, "run_key": run_key, "resumes": resumes},
     )
     print(
         f"[train_expert] checkpoint at {model.num_timesteps} timesteps -> {checkpoint_dir}",
@@ -158,10 +195,114 @@ def save_checkpoint(
     )
 
 
+RESUME_STATE = "resume_state.pkl"
+
+
+def _inexact_resume_reason(model: BaseAlgorithm) -> str | None:
+    """Why a checkpoint of this run cannot continue it exactly, or None when it can."""
+    venv = model.get_env()
+    if isinstance(venv, VecNormalize):
+        venv = venv.venv
+    if not isinstance(venv, DummyVecEnv):
+        return f"{type(venv).__name__} cannot be saved with its envs' state"
+    for env in venv.envs:
+        if isinstance(env.unwrapped, EzPickle):
+            return (
+                f"{type(env.unwrapped).__name__} pickles as its constructor arguments "
+                "(MuJoCo and Box2D envs), so its state mid-episode cannot be saved"
+            )
+    return None
+
+
+SDE_NOISE = ("weights_dist", "exploration_mat", "exploration_matrices")
+
+
+def _sde_distribution(model: BaseAlgorithm):
+    """The action distribution holding gSDE's sampled noise (SAC's actor, PPO's policy)."""
+    owner = getattr(model, "actor", None) or model.policy
+    return getattr(owner, "action_dist", None)
+
+
+def _resume_state(model: BaseAlgorithm) -> bytes:
+    """The pickled random state of the run: Python's, NumPy's and torch's generators, the
+    action space (with its generator), the action noise and gSDE's current noise, and the
+    vectorized env below any VecNormalize (each env mid-episode, with its generator) plus
+    VecNormalize's running returns, which its own pickle leaves out. Without the envs
+    (``venv`` None) when they cannot be saved."""
+    venv = model.get_env()
+    returns = venv.returns.copy() if isinstance(venv, VecNormalize) else None
+    inner = venv.venv if isinstance(venv, VecNormalize) else venv
+    state = {
+        "num_timesteps": model.num_timesteps,
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "action_space": model.action_space,
+        "action_noise": getattr(model, "action_noise", None),
+        "sde_noise": {},
+        "vecnormalize_returns": returns,
+        "venv": None,
+        "inexact_because": _inexact_resume_reason(model),
+    }
+    if getattr(model, "use_sde", False):
+        dist = _sde_distribution(model)
+        state["sde_noise"] = {
+            name: getattr(dist, name) for name in SDE_NOISE if hasattr(dist, name)
+        }
+    if state["inexact_because"] is None:
+        try:
+            return pickle.dumps({**state, "venv": inner})
+        except Exception as error:  # an env holding something unpicklable
+            state["inexact_because"] = f"the env could not be pickled ({error})"
+    return pickle.dumps(state)
+
+
+def _restore_random_state(model: BaseAlgorithm, state: dict[str, Any]) -> None:
+    """Put back the generators and noise :func:`_resume_state` saved (the envs and
+    VecNormalize's returns are put back by :func:`load_checkpoint`)."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    model.action_space = state["action_space"]
+    if state["action_noise"] is not None:
+        # In place: the rollout under way holds this object (learn set-up reset it).
+        model.action_noise.__dict__.update(state["action_noise"].__dict__)
+    dist = _sde_distribution(model)
+    for name, value in state["sde_noise"].items():
+        setattr(dist, name, value)
+
+
+def _read_resume_state(
+    checkpoint_dir: Path, num_timesteps: int
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The checkpoint's random state and None, or None and why the resume is inexact."""
+    path = checkpoint_dir / RESUME_STATE
+    if not path.exists():
+        return None, "the checkpoint has no random state (made before it was saved)"
+    try:
+        random_state = pickle.loads(path.read_bytes())
+    except Exception as error:  # truncated or corrupt: resume, inexactly, rather than fail
+        return None, f"{path} is unreadable ({type(error).__name__}: {error})"
+    if random_state.get("num_timesteps") != num_timesteps:
+        return None, (
+            f"{path} is from timestep {random_state.get('num_timesteps')}, the checkpoint from "
+            f"{num_timesteps} (a kill while the checkpoint was written)"
+        )
+    if random_state["inexact_because"] is not None:
+        return None, random_state["inexact_because"]
+    return random_state, None
+
+
 def load_checkpoint(
     checkpoint_dir: Path, algo_class, venv: VecEnv, run_key: str, device: str
-) -> BaseAlgorithm | None:
-    """The checkpointed model attached to ``venv``, or None when there is no usable checkpoint."""
+) -> tuple[BaseAlgorithm, dict[str, Any], list[dict[str, Any]], dict[str, Any] | None] | None:
+    """The checkpointed model, how it resumes (``from_timesteps``, ``exact``, ``reason``),
+    the resumes before it, and the random state to put back when training starts (None for
+    an inexact resume); None when there is no usable checkpoint.
+
+    The model is attached to the saved envs when the checkpoint has them (an exact resume),
+    otherwise to ``venv``, which starts fresh episodes.
+    """
     state_path = checkpoint_dir / "state.json"
     if not state_path.exists():
         return None
@@ -173,16 +314,30 @@ def load_checkpoint(
             flush=True,
         )
         return None
+    random_state, reason = _read_resume_state(checkpoint_dir, state["num_timesteps"])
+    exact = reason is None
+    inner = random_state["venv"] if exact else venv
+    if isinstance(inner, VecNormalize):
+        inner = inner.venv
     if (checkpoint_dir / "vecnormalize.pkl").exists():
-        venv = VecNormalize.load(
-            str(checkpoint_dir / "vecnormalize.pkl"),
-            venv.venv if isinstance(venv, VecNormalize) else venv,
-        )
-    model = algo_class.load(checkpoint_dir / "model.zip", env=venv, device=device)
+        venv = VecNormalize.load(str(checkpoint_dir / "vecnormalize.pkl"), inner)
+    else:
+        venv = inner
+    # force_reset=False keeps the saved last observation: the saved envs continue from it.
+    model = algo_class.load(
+        checkpoint_dir / "model.zip", env=venv, device=device, force_reset=not exact
+    )
     if isinstance(model, OffPolicyAlgorithm) and (checkpoint_dir / "replay_buffer.pkl").exists():
         model.load_replay_buffer(checkpoint_dir / "replay_buffer.pkl")
-    print(f"[train_expert] resuming from checkpoint at {model.num_timesteps} timesteps", flush=True)
-    return model
+    if exact and random_state["vecnormalize_returns"] is not None:
+        venv.returns = random_state["vecnormalize_returns"]
+    resume = {"from_timesteps": int(model.num_timesteps), "exact": exact, "reason": reason}
+    how = "exactly" if exact else f"inexactly: {reason}"
+    print(
+        f"[train_expert] resuming from checkpoint at {model.num_timesteps} timesteps ({how})",
+        flush=True,
+    )
+    return model, resume, list(state.get("resumes", [])), random_state
 
 
 def train_expert(
@@ -212,8 +367,8 @@ def train_expert(
         device = "cpu"
     torch.set_num_threads(1)
     run_key = _run_key(document, seed)
-    model = _start_or_resume(document, files, seed, device, run_key)
-    train_seconds = _train(model, files, document, checkpoint_every, run_key)
+    model, resumes, random_state = _start_or_resume(document, files, seed, device, run_key)
+    train_seconds = _train(model, files, document, checkpoint_every, run_key, resumes, random_state)
 
     vecnormalize = _save_final_model(model, files, hyperparams_path)
     plot_training_curve(files.monitor, files.curve, env_id, algo)
@@ -238,8 +393,10 @@ def train_expert(
         **_training_episodes(files.monitor),
         "deterministic_check": check,
         "quality": verdict,
+        "resumes": resumes,
         "train_seconds_this_run": round(train_seconds, 1),
         "device": device,
+        "cpu": cpu_description(),
         "versions": package_versions(),
     }
     print(
@@ -249,8 +406,29 @@ def train_expert(
     )
     write_json(files.summary, summary)
     if verdict is not None and verdict["status"] == "below":
-        _report_below_reference(verdict, model, files.checkpoints, files.monitor, run_key)
+        _report_below_reference(verdict, model, files.checkpoints, files.monitor, run_key, resumes)
     return summary
+
+
+def cpu_description() -> dict[str, str | None]:
+    """What decides an expert's floating-point results besides the seed and the versions:
+    the CPU, the instruction set of torch's own kernels, and MKL's instruction-set and
+    reproducibility settings when the environment sets them. MKL picks its code path by CPU,
+    and one recipe and seed trained MountainCar-v0 experts of -131.1 (AVX-512) and -103.2
+    (MKL_ENABLE_INSTRUCTIONS=AVX2) on one machine (docs/reproduction.md)."""
+    model = None
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    return {
+        "model": model,
+        "torch_capability": torch.backends.cpu.get_cpu_capability(),
+        "MKL_ENABLE_INSTRUCTIONS": os.environ.get("MKL_ENABLE_INSTRUCTIONS"),
+        "MKL_CBWR": os.environ.get("MKL_CBWR"),
+    }
 
 
 def _run_key(document: dict[str, Any], seed: int) -> str:
@@ -274,6 +452,8 @@ def _train(
     document: dict[str, Any],
     checkpoint_every: int,
     run_key: str,
+    resumes: list[dict[str, Any]],
+    random_state: dict[str, Any] | None,
 ) -> float:
     """Train up to the document's ``n_timesteps``, publish the episode log; the seconds it took."""
     total_timesteps = int(document["n_timesteps"])
@@ -282,7 +462,13 @@ def _train(
     # (Snakemake would then hold the declared output as present but incomplete).
     remaining = total_timesteps - model.num_timesteps
     callback = TrainingLog(
-        files.live_monitor, files.checkpoints, checkpoint_every, total_timesteps, run_key
+        files.live_monitor,
+        files.checkpoints,
+        checkpoint_every,
+        total_timesteps,
+        run_key,
+        resumes,
+        random_state,
     )
     started = time.time()
     if remaining > 0:
@@ -326,8 +512,10 @@ def _training_episodes(monitor_path: Path) -> dict[str, Any]:
 
 def _start_or_resume(
     document: dict[str, Any], files: ExpertFiles, seed: int, device: str, run_key: str
-) -> BaseAlgorithm:
-    """The model from the checkpoint of this run, or a new one; its live episode log ready."""
+) -> tuple[BaseAlgorithm, list[dict[str, Any]], dict[str, Any] | None]:
+    """The model from the checkpoint of this run, or a new one, with the run's resumes so
+    far (this one last) and the random state training puts back; its live episode log
+    ready."""
     env_id, algo = document["env_id"], document["algo"]
     algo_class = algorithm_class(algo)
     venv = make_training_env(
@@ -337,15 +525,16 @@ def _start_or_resume(
     if norm_kwargs is not None:
         venv = VecNormalize(venv, **norm_kwargs)
 
-    model = load_checkpoint(files.checkpoints, algo_class, venv, run_key, device)
-    if model is not None:
+    checkpoint = load_checkpoint(files.checkpoints, algo_class, venv, run_key, device)
+    if checkpoint is not None:
+        model, resume, earlier, random_state = checkpoint
         # Episodes logged after the checkpoint by the killed run would be counted twice.
         shutil.copyfile(files.checkpoints / "monitor.csv", files.live_monitor)
-        return model
+        return model, earlier + [resume], random_state
     shutil.rmtree(files.checkpoints, ignore_errors=True)
     files.live_monitor.write_text(monitor_header(env_id, algo, seed))
     kwargs = constructor_kwargs(document, venv.action_space)
-    return algo_class(
+    model = algo_class(
         document["policy"],
         venv,
         seed=seed,
@@ -354,6 +543,7 @@ def _start_or_resume(
         verbose=0,
         **kwargs,
     )
+    return model, [], None
 
 
 def _save_final_model(
@@ -378,6 +568,7 @@ def _report_below_reference(
     checkpoint_dir: Path,
     monitor_path: Path,
     run_key: str,
+    resumes: list[dict[str, Any]],
 ) -> None:
     """Say loudly that the expert is below a reference; stop when the gate is ``error``."""
     banner = "!" * 78
@@ -388,7 +579,7 @@ def _report_below_reference(
     if verdict["mode"] != "error":
         return
     # Keep the trained model: a rerun resumes at the final step and only re-checks it.
-    save_checkpoint(model, checkpoint_dir, monitor_path, run_key)
+    save_checkpoint(model, checkpoint_dir, monitor_path, run_key, resumes)
     raise ExpertBelowReference(
         "; ".join(verdict["messages"])
         + " (expert_training.quality is 'error'; the model is kept in "
