@@ -15,10 +15,9 @@ run's random state go to ``checkpoints/``; a rerun after a kill resumes from the
 random state is that of Python, NumPy, torch, the action space, the action noise and
 gSDE's sampled noise, plus the vectorized env itself (each env's state mid-episode and its
 generator), so a resumed run trains exactly the model an uninterrupted one would. Where an
-env cannot be saved that way (MuJoCo and Box2D envs pickle as their constructor
-arguments) the resume is inexact: training goes on from the checkpoint with fresh episodes
-and reseeded generators. ``expert.json`` lists every resume (``resumes``) and whether it
-was exact.
+env's state cannot be saved (Box2D's) the resume is inexact: training goes on from the
+checkpoint with fresh episodes and reseeded generators. ``expert.json`` lists every resume
+(``resumes``) and whether it was exact.
 
 The quality gate (:mod:`workflow_scripts.expert_quality`) runs last. Below a reference it
 warns loudly, or, with ``quality="error"``, checkpoints the final model and stops: the
@@ -37,8 +36,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 from gymnasium.utils import EzPickle
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
@@ -206,11 +207,58 @@ def _inexact_resume_reason(model: BaseAlgorithm) -> str | None:
     if not isinstance(venv, DummyVecEnv):
         return f"{type(venv).__name__} cannot be saved with its envs' state"
     for env in venv.envs:
-        if isinstance(env.unwrapped, EzPickle):
+        if isinstance(env.unwrapped, EzPickle) and not isinstance(env.unwrapped, MujocoEnv):
             return (
-                f"{type(env.unwrapped).__name__} pickles as its constructor arguments "
-                "(MuJoCo and Box2D envs), so its state mid-episode cannot be saved"
+                f"{type(env.unwrapped).__name__} pickles as its constructor arguments and "
+                "holds Box2D objects, so its state mid-episode cannot be saved"
             )
+    return None
+
+
+def _envs_state(venv: DummyVecEnv) -> dict[str, Any]:
+    """What the vectorized env and each env's wrappers and core hold mid-episode.
+
+    A MuJoCo env pickles as its constructor arguments (EzPickle), so its core is saved as
+    its generator and its whole ``MjData`` (state and derived quantities: rewards read
+    positions computed by the last step); other cores are saved whole.
+    """
+    envs = []
+    for env in venv.envs:
+        layers = []
+        while isinstance(env, gym.Wrapper):
+            layers.append((type(env).__name__, {k: v for k, v in vars(env).items() if k != "env"}))
+            env = env.env
+        if isinstance(env, MujocoEnv):
+            core = {"_np_random": env._np_random, "data": env.data}
+        else:
+            core = dict(vars(env))
+        envs.append({"layers": layers, "core": (type(env).__name__, core)})
+    return {"vec": {k: v for k, v in vars(venv).items() if k != "envs"}, "envs": envs}
+
+
+def _put_envs_state(venv: DummyVecEnv, state: dict[str, Any]) -> str | None:
+    """Give a freshly built vectorized env the saved state, or leave it untouched and say
+    why not (the envs are built differently from the checkpoint's)."""
+    if len(venv.envs) != len(state["envs"]):
+        return f"the checkpoint has {len(state['envs'])} envs, the run {len(venv.envs)}"
+    chains = []
+    for env, saved in zip(venv.envs, state["envs"], strict=True):
+        chain = [env]
+        while isinstance(chain[-1], gym.Wrapper):
+            chain.append(chain[-1].env)
+        names = [type(layer).__name__ for layer in chain]
+        saved_names = [name for name, _ in saved["layers"]] + [saved["core"][0]]
+        if names != saved_names:
+            return f"the env is built as {names}, the checkpoint's was {saved_names}"
+        chains.append(chain)
+    for chain, saved in zip(chains, state["envs"], strict=True):
+        attributes = [attributes for _, attributes in saved["layers"]] + [saved["core"][1]]
+        for layer, saved_attributes in zip(chain, attributes, strict=True):
+            vars(layer).update(saved_attributes)
+        renderer = getattr(chain[-1], "mujoco_renderer", None)
+        if renderer is not None:
+            renderer.data = chain[-1].data
+    vars(venv).update(state["vec"])
     return None
 
 
@@ -226,9 +274,9 @@ def _sde_distribution(model: BaseAlgorithm):
 def _resume_state(model: BaseAlgorithm) -> bytes:
     """The pickled random state of the run: Python's, NumPy's and torch's generators, the
     action space (with its generator), the action noise and gSDE's current noise, and the
-    vectorized env below any VecNormalize (each env mid-episode, with its generator) plus
-    VecNormalize's running returns, which its own pickle leaves out. Without the envs
-    (``venv`` None) when they cannot be saved."""
+    vectorized env below any VecNormalize (:func:`_envs_state`) plus VecNormalize's running
+    returns, which its own pickle leaves out. Without the envs (``envs`` None) when they
+    cannot be saved."""
     venv = model.get_env()
     returns = venv.returns.copy() if isinstance(venv, VecNormalize) else None
     inner = venv.venv if isinstance(venv, VecNormalize) else venv
@@ -241,7 +289,7 @@ def _resume_state(model: BaseAlgorithm) -> bytes:
         "action_noise": getattr(model, "action_noise", None),
         "sde_noise": {},
         "vecnormalize_returns": returns,
-        "venv": None,
+        "envs": None,
         "inexact_because": _inexact_resume_reason(model),
     }
     if getattr(model, "use_sde", False):
@@ -251,7 +299,7 @@ def _resume_state(model: BaseAlgorithm) -> bytes:
         }
     if state["inexact_because"] is None:
         try:
-            return pickle.dumps({**state, "venv": inner})
+            return pickle.dumps({**state, "envs": _envs_state(inner)})
         except Exception as error:  # an env holding something unpicklable
             state["inexact_because"] = f"the env could not be pickled ({error})"
     return pickle.dumps(state)
@@ -300,8 +348,8 @@ def load_checkpoint(
     the resumes before it, and the random state to put back when training starts (None for
     an inexact resume); None when there is no usable checkpoint.
 
-    The model is attached to the saved envs when the checkpoint has them (an exact resume),
-    otherwise to ``venv``, which starts fresh episodes.
+    ``venv``, built afresh, takes the saved envs' state when the checkpoint has it (an exact
+    resume); otherwise it starts fresh episodes.
     """
     state_path = checkpoint_dir / "state.json"
     if not state_path.exists():
@@ -315,10 +363,12 @@ def load_checkpoint(
         )
         return None
     random_state, reason = _read_resume_state(checkpoint_dir, state["num_timesteps"])
+    inner = venv.venv if isinstance(venv, VecNormalize) else venv
+    if random_state is not None:
+        reason = _put_envs_state(inner, random_state["envs"])
+        if reason is not None:
+            random_state = None
     exact = reason is None
-    inner = random_state["venv"] if exact else venv
-    if isinstance(inner, VecNormalize):
-        inner = inner.venv
     if (checkpoint_dir / "vecnormalize.pkl").exists():
         venv = VecNormalize.load(str(checkpoint_dir / "vecnormalize.pkl"), inner)
     else:
