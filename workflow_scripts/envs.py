@@ -74,12 +74,19 @@ def run_episodes(
     return returns, lengths
 
 
+def wrapper_chain(env: gym.Env) -> list[gym.Env]:
+    """``env``, the wrappers below it, and last the env they wrap (``env.unwrapped``)."""
+    chain = [env]
+    while isinstance(chain[-1], gym.Wrapper):
+        chain.append(chain[-1].env)
+    return chain
+
+
 def episode_cap(env: gym.Env) -> int | None:
     """The time limit an env built by :func:`make_env` enforces, or None."""
-    while isinstance(env, gym.Wrapper):
-        if isinstance(env, TimeLimit):
-            return int(env._max_episode_steps)
-        env = env.env
+    for layer in wrapper_chain(env):
+        if isinstance(layer, TimeLimit):
+            return int(layer._max_episode_steps)
     return None
 
 

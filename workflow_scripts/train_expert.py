@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
@@ -48,7 +47,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from workflow_scripts.config import algorithm_class
-from workflow_scripts.envs import make_env
+from workflow_scripts.envs import make_env, wrapper_chain
 from workflow_scripts.expert_quality import ExpertBelowReference, expert_quality
 from workflow_scripts.experts.curves import plot_training_curve
 from workflow_scripts.experts.layout import ExpertFiles
@@ -199,11 +198,9 @@ def save_checkpoint(
 RESUME_STATE = "resume_state.pkl"
 
 
-def _inexact_resume_reason(model: BaseAlgorithm) -> str | None:
-    """Why a checkpoint of this run cannot continue it exactly, or None when it can."""
-    venv = model.get_env()
-    if isinstance(venv, VecNormalize):
-        venv = venv.venv
+def _inexact_resume_reason(venv: VecEnv) -> str | None:
+    """Why a checkpoint cannot continue the run on ``venv`` (the vectorized env below any
+    VecNormalize) exactly, or None when it can."""
     if not isinstance(venv, DummyVecEnv):
         return f"{type(venv).__name__} cannot be saved with its envs' state"
     for env in venv.envs:
@@ -223,11 +220,12 @@ def _envs_state(venv: DummyVecEnv) -> dict[str, Any]:
     positions computed by the last step); other cores are saved whole.
     """
     envs = []
-    for env in venv.envs:
-        layers = []
-        while isinstance(env, gym.Wrapper):
-            layers.append((type(env).__name__, {k: v for k, v in vars(env).items() if k != "env"}))
-            env = env.env
+    for outermost in venv.envs:
+        *wrappers, env = wrapper_chain(outermost)
+        layers = [
+            (type(layer).__name__, {k: v for k, v in vars(layer).items() if k != "env"})
+            for layer in wrappers
+        ]
         if isinstance(env, MujocoEnv):
             core = {"_np_random": env._np_random, "data": env.data}
         else:
@@ -243,9 +241,7 @@ def _put_envs_state(venv: DummyVecEnv, state: dict[str, Any]) -> str | None:
         return f"the checkpoint has {len(state['envs'])} envs, the run {len(venv.envs)}"
     chains = []
     for env, saved in zip(venv.envs, state["envs"], strict=True):
-        chain = [env]
-        while isinstance(chain[-1], gym.Wrapper):
-            chain.append(chain[-1].env)
+        chain = wrapper_chain(env)
         names = [type(layer).__name__ for layer in chain]
         saved_names = [name for name, _ in saved["layers"]] + [saved["core"][0]]
         if names != saved_names:
@@ -290,7 +286,7 @@ def _resume_state(model: BaseAlgorithm) -> bytes:
         "sde_noise": {},
         "vecnormalize_returns": returns,
         "envs": None,
-        "inexact_because": _inexact_resume_reason(model),
+        "inexact_because": _inexact_resume_reason(inner),
     }
     if getattr(model, "use_sde", False):
         dist = _sde_distribution(model)
